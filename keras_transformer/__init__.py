@@ -1,0 +1,29 @@
+"""The Transformer of "Attention Is All You Need" as Keras 3 layers.
+
+Runs on the TensorFlow, JAX and PyTorch backends. Importing the package
+registers every layer and model for `keras.saving.load_model`.
+"""
+
+from keras_transformer.layers import (
+    CausalMask,
+    DecoderBlock,
+    EncoderBlock,
+    FeedForward,
+    InputEmbedding,
+    MultiHeadSelfAttention,
+    PositionalEncoding,
+)
+from keras_transformer.models import Transformer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CausalMask",
+    "DecoderBlock",
+    "EncoderBlock",
+    "FeedForward",
+    "InputEmbedding",
+    "MultiHeadSelfAttention",
+    "PositionalEncoding",
+    "Transformer",
+]

@@ -1,0 +1,205 @@
+"""Multi-head scaled dot-product attention, for self- and cross-attention."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_transformer.layers.masking import (
+    causal_mask,
+    keras_mask_of,
+    merge_masks,
+    padding_to_attention_mask,
+    unblock_empty_rows,
+)
+from keras_transformer.validation import (
+    check_positive_int,
+    check_rate,
+    check_sequence_shape,
+    divide_heads,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class MultiHeadSelfAttention(keras.layers.Layer):
+    """Multi-head attention over a sequence itself, or over a context.
+
+    Projects the queries from `inputs` and the keys and values from `context`
+    (from `inputs` when no context is given) into `num_heads` heads of width
+    `key_dim`, computes in each head the scaled dot-product attention
+    `softmax(Q K^T / sqrt(key_dim)) V`, concatenates the heads and projects
+    them back to the width of `inputs` (Vaswani et al., 2017, section 3.2).
+
+    The attention runs through `keras.ops.dot_product_attention`, so that each
+    backend can use its fused kernel (flash or memory-efficient attention on
+    GPU), unless the call needs the attention probabilities themselves: when
+    `return_attention_scores=True`, or when attention dropout is active while
+    training.
+
+    Args:
+        num_heads: int. Number of attention heads.
+        key_dim: int or None. Width of each head's queries, keys and values.
+            Defaults to `d_model // num_heads`, which must then divide evenly.
+        dropout: float in [0, 1). Dropout on the attention probabilities.
+            Defaults to `0`.
+        use_bias: bool. Whether the projections have biases.
+        kernel_initializer: initializer of the projection kernels.
+        bias_initializer: initializer of the projection biases.
+        seed: int or None. Seed of the attention dropout.
+        **kwargs: other keyword arguments of `keras.layers.Layer`.
+
+    Call arguments:
+        inputs: query sequence `(batch, query_len, d_model)`.
+        context: key/value sequence `(batch, key_len, d_context)`, or None for
+            self-attention.
+        attention_mask: boolean tensor `(batch, query_len, key_len)`, True
+            where a query may attend a key.
+        use_causal_mask: bool. Also forbid attending to later positions.
+        return_attention_scores: bool. Also return the attention
+            probabilities `(batch, num_heads, query_len, key_len)`.
+        training: bool. Whether dropout is active.
+
+    Masking: the Keras mask of `context` (of `inputs` for self-attention)
+    marks the keys that may be attended; it is merged with `attention_mask`
+    and the causal mask. The output carries the Keras mask of `inputs`. A
+    query that may attend nothing gets finite values, never NaN.
+
+    Example:
+
+    >>> x = keras.random.normal((2, 5, 16))
+    >>> attention = keras_transformer.MultiHeadSelfAttention(num_heads=4)
+    >>> attention(x, use_causal_mask=True).shape
+    (2, 5, 16)
+
+    Reference:
+        Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        key_dim: int | None = None,
+        dropout: float = 0.0,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.key_dim = None if key_dim is None else check_positive_int("key_dim", key_dim)
+        self.dropout = check_rate("dropout", dropout)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.seed = seed
+        self.supports_masking = True
+
+    def build(self, inputs_shape, context_shape=None):
+        d_model = check_sequence_shape("inputs", inputs_shape)
+        if context_shape is None:
+            context_shape = inputs_shape
+        check_sequence_shape("context", context_shape)
+        self.head_dim = self.key_dim or divide_heads(d_model, self.num_heads, "d_model")
+        heads_width = self.num_heads * self.head_dim
+        self.query_dense = self._dense(heads_width, "query", inputs_shape)
+        self.key_dense = self._dense(heads_width, "key", context_shape)
+        self.value_dense = self._dense(heads_width, "value", context_shape)
+        self.output_dense = self._dense(d_model, "attention_output", (None, None, heads_width))
+        self.probability_dropout = keras.layers.Dropout(
+            self.dropout, seed=self.seed, dtype=self.dtype_policy, name="attention_dropout"
+        )
+        self.built = True
+
+    def _dense(self, units, name, inputs_shape):
+        dense = keras.layers.Dense(
+            units,
+            use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.get(
+                keras.initializers.serialize(self.kernel_initializer)
+            ),
+            bias_initializer=self.bias_initializer,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+        dense.build(inputs_shape)
+        return dense
+
+    def call(
+        self,
+        inputs,
+        context=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+    ):
+        keys_source = inputs if context is None else context
+        query = self._split_heads(self.query_dense(inputs))  # (batch, query_len, heads, head_dim)
+        key = self._split_heads(self.key_dense(keys_source))  # (batch, key_len, heads, head_dim)
+        value = self._split_heads(self.value_dense(keys_source))  # (batch, key_len, heads, head_dim)
+        mask = self._attention_mask(inputs, keys_source, attention_mask, use_causal_mask)
+        needs_probabilities = return_attention_scores or (training and self.dropout > 0)
+        if needs_probabilities:
+            attended, probabilities = self._explicit_attention(query, key, value, mask, training)
+        else:
+            attended = ops.dot_product_attention(
+                query, key, value, mask=mask, scale=1.0 / math.sqrt(self.head_dim)
+            )  # (batch, query_len, heads, head_dim)
+        outputs = self.output_dense(self._merge_heads(attended))  # (batch, query_len, d_model)
+        if return_attention_scores:
+            return outputs, probabilities
+        return outputs
+
+    def _attention_mask(self, inputs, keys_source, attention_mask, use_causal_mask):
+        """Merges the key padding, explicit and causal masks, for all heads."""
+        look_ahead = None
+        if use_causal_mask:
+            look_ahead = causal_mask(ops.shape(inputs)[1], ops.shape(keys_source)[1])
+        key_padding = padding_to_attention_mask(keras_mask_of(keys_source))
+        mask = merge_masks(key_padding, attention_mask, look_ahead)
+        if mask is None:
+            return None
+        if len(mask.shape) == 2:
+            mask = ops.expand_dims(mask, 0)  # (1, query_len, key_len)
+        mask = unblock_empty_rows(mask)  # (batch, query_len | 1, key_len)
+        return ops.expand_dims(mask, 1)  # (batch, 1, query_len | 1, key_len)
+
+    def _explicit_attention(self, query, key, value, mask, training):
+        """Attention with the probabilities materialised (dropout, scores)."""
+        scale = 1.0 / math.sqrt(self.head_dim)
+        scores = ops.einsum("bqhd,bkhd->bhqk", query, key)  # (batch, heads, query_len, key_len)
+        scores = ops.cast(scores, "float32") * scale
+        if mask is not None:
+            scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+        probabilities = ops.cast(ops.softmax(scores, axis=-1), value.dtype)
+        dropped = self.probability_dropout(probabilities, training=training)
+        attended = ops.einsum("bhqk,bkhd->bqhd", dropped, value)  # (batch, query_len, heads, head_dim)
+        return attended, probabilities
+
+    def _split_heads(self, x):
+        shape = ops.shape(x)
+        return ops.reshape(x, (shape[0], shape[1], self.num_heads, self.head_dim))
+
+    def _merge_heads(self, x):
+        shape = ops.shape(x)
+        return ops.reshape(x, (shape[0], shape[1], self.num_heads * self.head_dim))
+
+    def compute_output_shape(self, inputs_shape, context_shape=None):
+        return inputs_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "key_dim": self.key_dim,
+                "dropout": self.dropout,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,133 @@
+"""One layer of the Transformer decoder."""
+
+import keras
+
+from keras_transformer.layers.transformer_block import TransformerBlock
+from keras_transformer.validation import check_sequence_shape
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class DecoderBlock(TransformerBlock):
+    """One decoder layer: causal self-attention, cross-attention over the
+    encoder outputs, then a position-wise feed-forward network, each wrapped
+    in dropout, a residual connection and layer normalization (Vaswani et
+    al., 2017, section 3.1):
+
+        y = LayerNorm(y + Dropout(MultiHeadSelfAttention(y, causal)))
+        y = LayerNorm(y + Dropout(MultiHeadSelfAttention(y, encoder_outputs)))
+        y = LayerNorm(y + Dropout(FeedForward(y)))
+
+    Called without `encoder_outputs` (and built without them) the block has
+    no cross-attention: a decoder-only (language model) layer.
+
+    Args:
+        num_heads: int. Number of attention heads; must divide `d_model`.
+        ff_dim: int. Width of the feed-forward network's inner layer.
+        dropout: float in [0, 1). Dropout on each sublayer's output before
+            the residual addition. Defaults to `0.1`, as in the paper.
+        attention_dropout: float in [0, 1). Dropout on the attention
+            probabilities. Defaults to `0`.
+        activation: activation of the feed-forward network. Defaults to
+            `"relu"`.
+        norm_first: bool. Pre-norm instead of the paper's post-norm.
+        layer_norm_epsilon: float. Epsilon of the layer normalizations.
+            Defaults to `1e-5`.
+        kernel_initializer: initializer of every dense kernel.
+        bias_initializer: initializer of every dense bias.
+        seed: int or None. Seed of the dropout layers.
+        **kwargs: other keyword arguments of `keras.layers.Layer`.
+
+    Call arguments:
+        inputs: target sequence `(batch, target_len, d_model)`.
+        encoder_outputs: source sequence `(batch, source_len, d_source)`, or
+            None for a block without cross-attention.
+        self_attention_mask: optional boolean `(batch, target_len,
+            target_len)` merged with the causal mask.
+        cross_attention_mask: optional boolean `(batch, target_len,
+            source_len)`.
+        use_causal_mask: bool. Forbid attending to later target positions.
+            Defaults to `True`.
+        training: bool. Whether dropout is active.
+
+    Masking: the Keras mask of `inputs` keeps padded target positions from
+    being attended and is passed on to the output; the Keras mask of
+    `encoder_outputs` keeps padded source positions from being attended.
+
+    Example:
+
+    >>> target = keras.random.normal((2, 4, 16))
+    >>> source = keras.random.normal((2, 6, 16))
+    >>> block = keras_transformer.DecoderBlock(num_heads=4, ff_dim=64)
+    >>> block(target, source).shape
+    (2, 4, 16)
+
+    Reference:
+        Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+    """
+
+    def build(self, inputs_shape, encoder_outputs_shape=None):
+        self._check_width(inputs_shape)
+        self.self_attention = self._build_attention("self_attention", 0, inputs_shape)
+        self.self_attention_norm, self.self_attention_dropout = self._build_norm_and_dropout(
+            "self_attention", 0, inputs_shape
+        )
+        self.cross_attention = None
+        if encoder_outputs_shape is not None:
+            check_sequence_shape("encoder_outputs", encoder_outputs_shape)
+            self.cross_attention = self._build_attention(
+                "cross_attention", 1, inputs_shape, encoder_outputs_shape
+            )
+            self.cross_attention_norm, self.cross_attention_dropout = (
+                self._build_norm_and_dropout("cross_attention", 1, inputs_shape)
+            )
+        self.feed_forward = self._build_feed_forward(inputs_shape)
+        self.feed_forward_norm, self.feed_forward_dropout = self._build_norm_and_dropout(
+            "feed_forward", 2, inputs_shape
+        )
+        self.built = True
+
+    def call(
+        self,
+        inputs,
+        encoder_outputs=None,
+        self_attention_mask=None,
+        cross_attention_mask=None,
+        use_causal_mask=True,
+        training=None,
+    ):
+        self._check_cross_attention(encoder_outputs)
+
+        def attend_self(y):
+            return self.self_attention(
+                y,
+                attention_mask=self_attention_mask,
+                use_causal_mask=use_causal_mask,
+                training=training,
+            )
+
+        def attend_source(y):
+            return self.cross_attention(
+                y, encoder_outputs, attention_mask=cross_attention_mask, training=training
+            )
+
+        y = self._residual(
+            inputs, attend_self, self.self_attention_norm, self.self_attention_dropout, training
+        )
+        if encoder_outputs is not None:
+            y = self._residual(
+                y, attend_source, self.cross_attention_norm, self.cross_attention_dropout,
+                training,
+            )
+        return self._residual(
+            y, self.feed_forward, self.feed_forward_norm, self.feed_forward_dropout, training
+        )  # (batch, target_len, d_model)
+
+    def _check_cross_attention(self, encoder_outputs):
+        built_with = self.cross_attention is not None
+        if built_with != (encoder_outputs is not None):
+            raise ValueError(
+                f"`DecoderBlock` '{self.name}' was built "
+                f"{'with' if built_with else 'without'} cross-attention, but is "
+                f"called {'without' if built_with else 'with'} `encoder_outputs`. "
+                "Call it the same way every time."
+            )

@@ -1,0 +1,80 @@
+"""One layer of the Transformer encoder."""
+
+import keras
+
+from keras_transformer.layers.transformer_block import TransformerBlock
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class EncoderBlock(TransformerBlock):
+    """One encoder layer: self-attention, then a position-wise feed-forward
+    network, each wrapped in dropout, a residual connection and layer
+    normalization (Vaswani et al., 2017, section 3.1):
+
+        x = LayerNorm(x + Dropout(MultiHeadSelfAttention(x)))
+        x = LayerNorm(x + Dropout(FeedForward(x)))
+
+    This is the paper's post-norm arrangement. With `norm_first=True` each
+    sublayer instead computes `x + Dropout(Sublayer(LayerNorm(x)))` (pre-norm,
+    which trains deep stacks more stably; add a final `LayerNormalization`
+    after the last block).
+
+    Args:
+        num_heads: int. Number of attention heads; must divide `d_model`.
+        ff_dim: int. Width of the feed-forward network's inner layer.
+        dropout: float in [0, 1). Dropout on each sublayer's output before
+            the residual addition. Defaults to `0.1`, as in the paper.
+        attention_dropout: float in [0, 1). Dropout on the attention
+            probabilities. Defaults to `0`, which keeps the fused attention
+            kernels usable while training.
+        activation: activation of the feed-forward network. Defaults to
+            `"relu"`.
+        norm_first: bool. Pre-norm instead of the paper's post-norm.
+        layer_norm_epsilon: float. Epsilon of the layer normalizations.
+            Defaults to `1e-5`.
+        kernel_initializer: initializer of every dense kernel.
+        bias_initializer: initializer of every dense bias.
+        seed: int or None. Seed of the dropout layers.
+        **kwargs: other keyword arguments of `keras.layers.Layer`.
+
+    Call arguments:
+        inputs: sequence `(batch, length, d_model)`.
+        attention_mask: optional boolean `(batch, length, length)`, True where
+            a position may attend another.
+        training: bool. Whether dropout is active.
+
+    Masking: a Keras mask on `inputs` (from `InputEmbedding`, say) keeps
+    padded positions from being attended, and is passed on to the output.
+
+    Example:
+
+    >>> x = keras.random.normal((2, 5, 16))
+    >>> keras_transformer.EncoderBlock(num_heads=4, ff_dim=64)(x).shape
+    (2, 5, 16)
+
+    Reference:
+        Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+    """
+
+    def build(self, inputs_shape):
+        self._check_width(inputs_shape)
+        self.self_attention = self._build_attention("self_attention", 0, inputs_shape)
+        self.self_attention_norm, self.self_attention_dropout = self._build_norm_and_dropout(
+            "self_attention", 0, inputs_shape
+        )
+        self.feed_forward = self._build_feed_forward(inputs_shape)
+        self.feed_forward_norm, self.feed_forward_dropout = self._build_norm_and_dropout(
+            "feed_forward", 1, inputs_shape
+        )
+        self.built = True
+
+    def call(self, inputs, attention_mask=None, training=None):
+        def attend(x):
+            return self.self_attention(x, attention_mask=attention_mask, training=training)
+
+        x = self._residual(
+            inputs, attend, self.self_attention_norm, self.self_attention_dropout, training
+        )
+        return self._residual(
+            x, self.feed_forward, self.feed_forward_norm, self.feed_forward_dropout, training
+        )  # (batch, length, d_model)

@@ -1,0 +1,247 @@
+"""The encoder-decoder Transformer as a functional Keras model."""
+
+import keras
+
+from keras_transformer.layers.decoder_block import DecoderBlock
+from keras_transformer.layers.encoder_block import EncoderBlock
+from keras_transformer.layers.input_embedding import POSITION_ENCODINGS, InputEmbedding
+from keras_transformer.validation import (
+    check_choice,
+    check_positive_int,
+    check_rate,
+    divide_heads,
+    sub_seed,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class Transformer(keras.Model):
+    """The sequence-to-sequence Transformer of "Attention Is All You Need".
+
+    A functional model: the source ids go through `InputEmbedding` and
+    `num_layers` `EncoderBlock`s; the target ids (shifted right, starting with
+    a start token) through `InputEmbedding` and `num_layers` `DecoderBlock`s
+    that attend the encoder outputs; a final projection gives the logits of
+    the next target token at every position. The defaults are the paper's
+    base model (Table 3): 6 layers, d_model 512, 8 heads, ff_dim 2048,
+    dropout 0.1.
+
+    Args:
+        source_vocabulary_size: int. Number of source token ids (0 = padding).
+        target_vocabulary_size: int. Number of target token ids (0 = padding).
+        num_layers: int. Blocks in the encoder and in the decoder.
+        d_model: int. Width of the embeddings and of every block.
+        num_heads: int. Attention heads; must divide `d_model`.
+        ff_dim: int. Inner width of the feed-forward networks.
+        dropout: float in [0, 1). Dropout on embeddings and sublayer outputs.
+        attention_dropout: float in [0, 1). Dropout on attention
+            probabilities. Defaults to `0`, which keeps fused kernels usable.
+        activation: activation of the feed-forward networks.
+        norm_first: bool. Pre-norm blocks (with a final layer normalization
+            after each stack) instead of the paper's post-norm.
+        layer_norm_epsilon: float. Epsilon of every layer normalization.
+        position_encoding: `"sinusoidal"` (the paper's) or `"learned"`.
+        max_length: int or None. Longest sequence for learned positions.
+        share_embeddings: bool. One token embedding for source and target
+            (the paper's shared vocabulary); needs equal vocabulary sizes.
+        tie_output_embedding: bool. Project to logits with the transposed
+            target embedding instead of a separate dense layer.
+        seed: int or None. Seed of the dropout layers and initializers.
+        dtype: dtype or `keras.DTypePolicy` of every layer, for instance
+            `"mixed_bfloat16"`. Defaults to the global policy.
+        **kwargs: other keyword arguments of `keras.Model`, such as `name`.
+
+    Inputs: a dict `{"encoder_inputs": (batch, source_len) int,
+    "decoder_inputs": (batch, target_len) int}`, with 0 as padding.
+    Output: logits `(batch, target_len, target_vocabulary_size)`, carrying
+    the Keras mask of the target padding, so Keras losses and metrics skip
+    padded positions.
+
+    Example:
+
+    >>> model = keras_transformer.Transformer(
+    ...     source_vocabulary_size=100, target_vocabulary_size=120,
+    ...     num_layers=2, d_model=32, num_heads=4, ff_dim=64)
+    >>> logits = model({"encoder_inputs": keras.ops.ones((2, 7), "int32"),
+    ...                 "decoder_inputs": keras.ops.ones((2, 5), "int32")})
+    >>> logits.shape
+    (2, 5, 120)
+
+    Reference:
+        Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+    """
+
+    def __init__(
+        self,
+        source_vocabulary_size: int,
+        target_vocabulary_size: int,
+        num_layers: int = 6,
+        d_model: int = 512,
+        num_heads: int = 8,
+        ff_dim: int = 2048,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        activation="relu",
+        norm_first: bool = False,
+        layer_norm_epsilon: float = 1e-5,
+        position_encoding: str = "sinusoidal",
+        max_length: int | None = None,
+        share_embeddings: bool = False,
+        tie_output_embedding: bool = False,
+        seed: int | None = None,
+        dtype=None,
+        **kwargs,
+    ):
+        check_positive_int("source_vocabulary_size", source_vocabulary_size)
+        check_positive_int("target_vocabulary_size", target_vocabulary_size)
+        check_positive_int("num_layers", num_layers)
+        check_positive_int("d_model", d_model)
+        check_positive_int("num_heads", num_heads)
+        divide_heads(d_model, num_heads, "d_model")
+        check_rate("dropout", dropout)
+        check_choice("position_encoding", position_encoding, POSITION_ENCODINGS)
+        if share_embeddings and source_vocabulary_size != target_vocabulary_size:
+            raise ValueError(
+                "`share_embeddings=True` needs equal vocabularies. Received: "
+                f"source_vocabulary_size={source_vocabulary_size}, "
+                f"target_vocabulary_size={target_vocabulary_size}"
+            )
+        block_kwargs = {
+            "num_heads": num_heads,
+            "ff_dim": ff_dim,
+            "dropout": dropout,
+            "attention_dropout": attention_dropout,
+            "activation": activation,
+            "norm_first": norm_first,
+            "layer_norm_epsilon": layer_norm_epsilon,
+            "dtype": dtype,
+        }
+
+        # === Layers ===
+        def embedding(vocabulary_size, name, index):
+            return InputEmbedding(
+                vocabulary_size,
+                d_model,
+                position_encoding=position_encoding,
+                max_length=max_length,
+                dropout=dropout,
+                seed=sub_seed(seed, index),
+                dtype=dtype,
+                name=name,
+            )
+
+        def final_norm(name):
+            if not norm_first:
+                return None
+            return keras.layers.LayerNormalization(
+                epsilon=layer_norm_epsilon, dtype=dtype, name=name
+            )
+
+        self.source_embedding = embedding(source_vocabulary_size, "source_embedding", 0)
+        self.target_embedding = (
+            self.source_embedding
+            if share_embeddings
+            else embedding(target_vocabulary_size, "target_embedding", 1)
+        )
+        self.encoder_blocks = [
+            EncoderBlock(**block_kwargs, seed=sub_seed(seed, 10 * (i + 1)), name=f"encoder_block_{i}")
+            for i in range(num_layers)
+        ]
+        self.decoder_blocks = [
+            DecoderBlock(**block_kwargs, seed=sub_seed(seed, 10 * (i + 1) + 5), name=f"decoder_block_{i}")
+            for i in range(num_layers)
+        ]
+        self.encoder_norm = final_norm("encoder_norm")
+        self.decoder_norm = final_norm("decoder_norm")
+        self.output_projection = None
+        if not tie_output_embedding:
+            self.output_projection = keras.layers.Dense(
+                target_vocabulary_size, dtype=dtype, name="output_projection"
+            )
+
+        # === Functional model ===
+        encoder_inputs = keras.Input(shape=(None,), dtype="int32", name="encoder_inputs")
+        decoder_inputs = keras.Input(shape=(None,), dtype="int32", name="decoder_inputs")
+        encoder_outputs = self._encode(encoder_inputs)
+        logits = self._decode(decoder_inputs, encoder_outputs)
+        super().__init__(
+            inputs={"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs},
+            outputs=logits,
+            dtype=dtype,
+            **kwargs,
+        )
+        self._functional_built = True
+
+        # === Config ===
+        self.source_vocabulary_size = source_vocabulary_size
+        self.target_vocabulary_size = target_vocabulary_size
+        self.num_layers = num_layers
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.ff_dim = ff_dim
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.activation = activation
+        self.norm_first = norm_first
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.position_encoding = position_encoding
+        self.max_length = max_length
+        self.share_embeddings = share_embeddings
+        self.tie_output_embedding = tie_output_embedding
+        self.seed = seed
+
+    def __setattr__(self, name, value):
+        # On torch, `torch.nn.Module` refuses attributes until the functional
+        # constructor has run; the layers set before it are tracked through
+        # the functional graph all the same.
+        if keras.config.backend() == "torch" and "_functional_built" not in self.__dict__:
+            return object.__setattr__(self, name, value)
+        return super().__setattr__(name, value)
+
+    def _encode(self, encoder_inputs, training=None):
+        """Source ids `(batch, source_len)` to `(batch, source_len, d_model)`."""
+        x = self.source_embedding(encoder_inputs, training=training)
+        for block in self.encoder_blocks:
+            x = block(x, training=training)
+        return x if self.encoder_norm is None else self.encoder_norm(x)
+
+    def _decode(self, decoder_inputs, encoder_outputs, training=None):
+        """Target ids and encoder outputs to logits `(batch, target_len, vocab)`."""
+        y = self.target_embedding(decoder_inputs, training=training)
+        for block in self.decoder_blocks:
+            y = block(y, encoder_outputs, training=training)
+        if self.decoder_norm is not None:
+            y = self.decoder_norm(y)
+        if self.output_projection is None:
+            return self.target_embedding(y, reverse=True)
+        return self.output_projection(y)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "source_vocabulary_size": self.source_vocabulary_size,
+            "target_vocabulary_size": self.target_vocabulary_size,
+            "num_layers": self.num_layers,
+            "d_model": self.d_model,
+            "num_heads": self.num_heads,
+            "ff_dim": self.ff_dim,
+            "dropout": self.dropout,
+            "attention_dropout": self.attention_dropout,
+            "activation": keras.activations.serialize(keras.activations.get(self.activation)),
+            "norm_first": self.norm_first,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "position_encoding": self.position_encoding,
+            "max_length": self.max_length,
+            "share_embeddings": self.share_embeddings,
+            "tie_output_embedding": self.tie_output_embedding,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "dtype" in config and isinstance(config["dtype"], dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
