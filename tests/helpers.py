@@ -68,3 +68,17 @@ def copy_attention_weights(keras_attention, ours):
 
 def copy_dense_weights(source, target):
     target.set_weights([to_numpy(w) for w in source.weights])
+
+
+def copy_keras_nlp_block_weights(reference, ours):
+    """Copies a keras-nlp `TransformerEncoder` or `TransformerDecoder` into our
+    `EncoderBlock` or `DecoderBlock` (same sublayers, other names)."""
+    copy_attention_weights(reference._self_attention_layer, ours.self_attention)
+    copy_dense_weights(reference._self_attention_layer_norm, ours.self_attention_norm)
+    if getattr(reference, "_cross_attention_layer", None) is not None:
+        copy_attention_weights(reference._cross_attention_layer, ours.cross_attention)
+        copy_dense_weights(reference._cross_attention_layer_norm, ours.cross_attention_norm)
+    feed_forward = ours.feed_forward
+    copy_dense_weights(reference._feedforward_intermediate_dense, feed_forward.intermediate_dense)
+    copy_dense_weights(reference._feedforward_output_dense, feed_forward.output_dense)
+    copy_dense_weights(reference._feedforward_layer_norm, ours.feed_forward_norm)
