@@ -1,0 +1,137 @@
+import keras
+import keras_nlp
+import numpy as np
+import pytest
+
+from keras_transformer import DecoderBlock
+from tests.helpers import (
+    assert_config_round_trip,
+    assert_keras_file_round_trip,
+    copy_keras_nlp_block_weights,
+    mask_of,
+    masked,
+    to_numpy,
+)
+
+TARGET_SHAPE, SOURCE_SHAPE = (2, 4, 8), (2, 6, 8)
+TARGET_PADDING = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
+SOURCE_PADDING = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], bool)
+
+
+@pytest.fixture
+def target(rng):
+    return rng.normal(size=TARGET_SHAPE).astype("float32")
+
+
+@pytest.fixture
+def source(rng):
+    return rng.normal(size=SOURCE_SHAPE).astype("float32")
+
+
+def paired_blocks(norm_first, with_source=True):
+    source_shape = SOURCE_SHAPE if with_source else None
+    reference = keras_nlp.layers.TransformerDecoder(
+        intermediate_dim=16, num_heads=2, dropout=0.0, normalize_first=norm_first
+    )
+    reference.build(TARGET_SHAPE, source_shape)
+    ours = DecoderBlock(num_heads=2, ff_dim=16, norm_first=norm_first)
+    ours.build(TARGET_SHAPE, source_shape)
+    copy_keras_nlp_block_weights(reference, ours)
+    return ours, reference
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_matches_keras_nlp_transformer_decoder(target, source, norm_first):
+    ours, reference = paired_blocks(norm_first)
+    expected = to_numpy(
+        reference(
+            target,
+            source,
+            decoder_padding_mask=TARGET_PADDING,
+            encoder_padding_mask=SOURCE_PADDING,
+        )
+    )
+    outputs = ours(masked(target, TARGET_PADDING), masked(source, SOURCE_PADDING))
+    np.testing.assert_allclose(
+        to_numpy(outputs)[TARGET_PADDING], expected[TARGET_PADDING], atol=1e-5
+    )
+    np.testing.assert_array_equal(mask_of(outputs), TARGET_PADDING)
+
+
+def test_decoder_only_matches_keras_nlp(target):
+    ours, reference = paired_blocks(norm_first=False, with_source=False)
+    assert ours.cross_attention is None
+    np.testing.assert_allclose(to_numpy(ours(target)), to_numpy(reference(target)), atol=1e-5)
+
+
+def test_a_later_target_never_changes_an_earlier_output(target, source):
+    block = DecoderBlock(num_heads=2, ff_dim=16)
+    before = to_numpy(block(target, source))
+    changed = target.copy()
+    changed[:, 2] += 5.0
+    after = to_numpy(block(changed, source))
+    np.testing.assert_allclose(after[:, :2], before[:, :2], atol=1e-6)
+    assert not np.allclose(after[:, 2:], before[:, 2:])
+
+
+def test_padded_source_positions_are_ignored(target, source):
+    block = DecoderBlock(num_heads=2, ff_dim=16)
+    clean = to_numpy(block(target, masked(source, SOURCE_PADDING)))
+    garbage = source.copy()
+    garbage[~SOURCE_PADDING] = -1e3
+    np.testing.assert_allclose(
+        to_numpy(block(target, masked(garbage, SOURCE_PADDING))), clean, atol=1e-5
+    )
+    longer = np.concatenate([source, np.full((2, 2, 8), 7.0, "float32")], axis=1)
+    longer_padding = np.concatenate([SOURCE_PADDING, np.zeros((2, 2), bool)], axis=1)
+    np.testing.assert_allclose(
+        to_numpy(block(target, masked(longer, longer_padding))), clean, atol=1e-5
+    )
+
+
+def test_all_padding_source_row_is_finite(target, source):
+    padding = SOURCE_PADDING.copy()
+    padding[0] = False
+    outputs = DecoderBlock(num_heads=2, ff_dim=16)(target, masked(source, padding))
+    assert np.isfinite(to_numpy(outputs)).all()
+
+
+def test_encoder_of_another_width_meets_through_the_projections(target, rng):
+    source = rng.normal(size=(2, 6, 12)).astype("float32")
+    assert DecoderBlock(num_heads=2, ff_dim=16)(target, source).shape == TARGET_SHAPE
+
+
+def test_rejects_encoder_outputs_that_cannot_meet(target):
+    with pytest.raises(ValueError, match=r"encoder_outputs.*rank 3"):
+        DecoderBlock(num_heads=2, ff_dim=16)(target, np.zeros((2, 8), "float32"))
+    with pytest.raises(ValueError, match=r"width.*encoder_outputs.*must be known"):
+        DecoderBlock(num_heads=2, ff_dim=16)(keras.Input((4, 8)), keras.Input((6, None)))
+
+
+def test_rejects_calls_inconsistent_with_build(target, source):
+    block = DecoderBlock(num_heads=2, ff_dim=16)
+    block(target)
+    with pytest.raises(ValueError, match=r"built without cross-attention"):
+        block(target, source)
+
+
+def test_weights_and_symbolic_shape():
+    block = DecoderBlock(num_heads=2, ff_dim=16)
+    outputs = block(keras.Input((None, 8)), keras.Input((None, 8)))
+    assert outputs.shape == (None, None, 8)
+    assert len(block.weights) == 2 * 8 + 3 * 2 + 4
+
+
+def test_config_and_file_round_trip(target, source, tmp_path):
+    block = DecoderBlock(num_heads=2, ff_dim=16, dropout=0.2, norm_first=True, seed=4)
+    assert_config_round_trip(block)
+    assert_keras_file_round_trip(block, [target, source], tmp_path)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(target, source, policy):
+    block = DecoderBlock(num_heads=2, ff_dim=16, dtype=policy)
+    outputs = block(masked(target, TARGET_PADDING), masked(source, SOURCE_PADDING))
+    assert keras.backend.standardize_dtype(outputs.dtype) == policy.split("_")[1]
+    assert all(v.dtype == "float32" for v in block.weights)
+    assert np.isfinite(to_numpy(keras.ops.cast(outputs, "float32"))).all()
