@@ -191,10 +191,11 @@ class Transformer(keras.Model):
         self.seed = seed
 
     def __setattr__(self, name, value):
-        # On torch, `torch.nn.Module` refuses attributes until the functional
-        # constructor has run; the layers set before it are tracked through
-        # the functional graph all the same.
-        if keras.config.backend() == "torch" and "_functional_built" not in self.__dict__:
+        # Until the functional constructor has run, keep layers as plain
+        # attributes: torch's Module refuses them before its own __init__, and
+        # leaving them to the functional graph gives every backend the same
+        # layer (and so optimizer variable) order.
+        if "_functional_built" not in self.__dict__:
             return object.__setattr__(self, name, value)
         return super().__setattr__(name, value)
 

@@ -1,0 +1,10 @@
+"""Data for training and testing seq2seq models."""
+
+from keras_transformer.data.synthetic import (
+    END_TOKEN_ID,
+    PADDING_TOKEN_ID,
+    START_TOKEN_ID,
+    make_reverse_task,
+)
+
+__all__ = ["END_TOKEN_ID", "PADDING_TOKEN_ID", "START_TOKEN_ID", "make_reverse_task"]

@@ -1,0 +1,193 @@
+import os
+import subprocess
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from keras_transformer import Transformer
+from keras_transformer.data import make_reverse_task
+from tests.helpers import BACKEND, mask_of, to_numpy
+
+SMALL = {"num_layers": 2, "d_model": 16, "num_heads": 2, "ff_dim": 32}
+SOURCE = np.array([[5, 6, 7, 8, 0, 0], [3, 4, 5, 6, 7, 9]], "int32")
+TARGET = np.array([[1, 9, 8, 0, 0], [1, 4, 3, 6, 2]], "int32")
+INPUTS = {"encoder_inputs": SOURCE, "decoder_inputs": TARGET}
+
+
+def small_model(**kwargs):
+    return Transformer(source_vocabulary_size=11, target_vocabulary_size=13, **SMALL, **kwargs)
+
+
+def logits_of(model, source, target):
+    return to_numpy(model.predict_on_batch({"encoder_inputs": source, "decoder_inputs": target}))
+
+
+def test_paper_base_model_defaults():
+    model = Transformer(37000, 37000, share_embeddings=True, tie_output_embedding=True)
+    config = model.get_config()
+    assert (config["num_layers"], config["d_model"], config["num_heads"], config["ff_dim"]) == (
+        6, 512, 8, 2048,
+    )
+    assert config["dropout"] == 0.1
+    # The paper reports 65M parameters for the base model.
+    assert 60e6 < model.count_params() < 66e6
+
+
+def test_output_shape_dtype_and_mask():
+    model = small_model()
+    logits = model(INPUTS)
+    assert logits.shape == (2, 5, 13)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    np.testing.assert_array_equal(mask_of(logits), TARGET != 0)
+    assert model.output_shape == (None, None, 13)
+
+
+def test_weight_sharing_options():
+    separate = small_model()
+    shared = Transformer(11, 11, share_embeddings=True, tie_output_embedding=True, **SMALL)
+    assert shared.source_embedding is shared.target_embedding
+    assert shared.output_projection is None
+    embedding_params = 11 * 16
+    projection_params = 16 * 13 + 13
+    difference = separate.count_params() - shared.count_params()
+    assert difference == (13 * 16) + projection_params - 0 * embedding_params
+    assert shared(INPUTS).shape == (2, 5, 11)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"norm_first": True}, {"position_encoding": "learned", "max_length": 8}]
+)
+def test_options_build_and_run(kwargs):
+    model = small_model(**kwargs)
+    assert np.isfinite(to_numpy(model(INPUTS))).all()
+    if kwargs.get("norm_first"):
+        assert model.encoder_norm is not None and model.decoder_norm is not None
+
+
+def test_a_later_target_token_never_changes_earlier_logits():
+    model = small_model()
+    before = logits_of(model, SOURCE, TARGET)
+    changed = TARGET.copy()
+    changed[:, 2] = 10
+    after = logits_of(model, SOURCE, changed)
+    np.testing.assert_allclose(after[:, :2], before[:, :2], atol=1e-5)
+    assert not np.allclose(after[:, 2:], before[:, 2:])
+
+
+def test_extra_padding_never_changes_real_logits():
+    model = small_model()
+    before = logits_of(model, SOURCE, TARGET)
+    longer_source = np.pad(SOURCE, ((0, 0), (0, 4)))
+    longer_target = np.pad(TARGET, ((0, 0), (0, 3)))
+    after = logits_of(model, longer_source, longer_target)[:, :5]
+    real = TARGET != 0
+    np.testing.assert_allclose(after[real], before[real], atol=1e-5)
+
+
+def test_all_padding_source_row_is_finite():
+    source = SOURCE.copy()
+    source[0] = 0
+    assert np.isfinite(logits_of(small_model(), source, TARGET)).all()
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(policy):
+    model = small_model(dtype=policy)
+    logits = model(INPUTS)
+    assert keras.backend.standardize_dtype(logits.dtype) == policy.split("_")[1]
+    assert all(v.dtype == "float32" for v in model.weights)
+    assert np.isfinite(to_numpy(keras.ops.cast(logits, "float32"))).all()
+
+
+def test_no_mask_warnings_from_our_layers():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        small_model(norm_first=True, tie_output_embedding=True)(INPUTS)
+    assert not [w for w in caught if "mask" in str(w.message)]
+
+
+def test_config_round_trip():
+    model = small_model(dropout=0.2, norm_first=True, tie_output_embedding=True, seed=3)
+    config = model.get_config()
+    clone = Transformer.from_config(config)
+    assert clone.get_config() == config
+    assert clone.count_params() == model.count_params()
+
+
+def test_keras_file_round_trip(tmp_path):
+    model = small_model(share_embeddings=False, tie_output_embedding=True)
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path, safe_mode=True)
+    assert type(restored) is Transformer
+    np.testing.assert_allclose(
+        logits_of(restored, SOURCE, TARGET), logits_of(model, SOURCE, TARGET), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"source_vocabulary_size": 0}, "source_vocabulary_size"),
+        ({"target_vocabulary_size": -1}, "target_vocabulary_size"),
+        ({"num_layers": 0}, "num_layers"),
+        ({"d_model": 30, "num_heads": 4}, "divisible"),
+        ({"ff_dim": 0}, "ff_dim"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"position_encoding": "learned"}, "max_length"),
+        ({"share_embeddings": True, "target_vocabulary_size": 12}, "share_embeddings"),
+    ],
+)
+def test_rejects_bad_arguments(kwargs, argument):
+    config = {"source_vocabulary_size": 11, "target_vocabulary_size": 11, **SMALL, **kwargs}
+    with pytest.raises(ValueError, match=argument):
+        Transformer(**config)
+
+
+@pytest.fixture(scope="module")
+def trained_reverser():
+    """A small model trained with `fit` on the reverse task (fixed seed)."""
+    keras.utils.set_random_seed(0)
+    train_inputs, train_labels = make_reverse_task(4000, seed=0)
+    model = Transformer(20, 20, num_layers=2, d_model=64, num_heads=4, ff_dim=128, dropout=0.0)
+    steps = 8 * len(train_labels) // 64
+    schedule = keras.optimizers.schedules.CosineDecay(
+        1e-4, steps, warmup_target=3e-3, warmup_steps=100
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
+    )
+    model.fit(train_inputs, train_labels, batch_size=64, epochs=8, verbose=0)
+    return model
+
+
+def test_fit_learns_to_reverse_held_out_sequences(trained_reverser):
+    test_inputs, test_labels = make_reverse_task(500, seed=1)
+    predictions = np.argmax(to_numpy(trained_reverser.predict(test_inputs, verbose=0)), -1)
+    real = test_labels != 0
+    assert (predictions == test_labels)[real].mean() >= 0.99
+
+
+def test_saved_file_loads_under_every_backend(trained_reverser, tmp_path):
+    inputs, _ = make_reverse_task(8, seed=2)
+    model_path = os.path.join(tmp_path, "model.keras")
+    inputs_path = os.path.join(tmp_path, "inputs.npz")
+    trained_reverser.save(model_path)
+    np.savez(inputs_path, **inputs)
+    expected = to_numpy(trained_reverser.predict_on_batch(inputs))
+    script = os.path.join(os.path.dirname(__file__), "predict_saved_model.py")
+    for other in {"tensorflow", "jax", "torch"} - {BACKEND}:
+        outputs_path = os.path.join(tmp_path, f"{other}.npy")
+        env = {**os.environ, "KERAS_BACKEND": other}
+        run = subprocess.run(
+            [sys.executable, script, model_path, inputs_path, outputs_path],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert run.returncode == 0, f"loading under {other} failed:\n{run.stderr[-3000:]}"
+        np.testing.assert_allclose(
+            np.load(outputs_path), expected, rtol=1e-5, atol=1e-5, err_msg=other
+        )
