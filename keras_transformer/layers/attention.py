@@ -138,7 +138,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         keys_source = inputs if context is None else context
         query = self._split_heads(self.query_dense(inputs))  # (batch, query_len, heads, head_dim)
         key = self._split_heads(self.key_dense(keys_source))  # (batch, key_len, heads, head_dim)
-        value = self._split_heads(self.value_dense(keys_source))  # (batch, key_len, heads, head_dim)
+        value = self._split_heads(
+            self.value_dense(keys_source)
+        )  # (batch, key_len, heads, head_dim)
         mask = self._attention_mask(inputs, keys_source, attention_mask, use_causal_mask)
         needs_probabilities = return_attention_scores or (training and self.dropout > 0)
         if needs_probabilities:
@@ -175,7 +177,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
         probabilities = ops.cast(ops.softmax(scores, axis=-1), value.dtype)
         dropped = self.probability_dropout(probabilities, training=training)
-        attended = ops.einsum("bhqk,bkhd->bqhd", dropped, value)  # (batch, query_len, heads, head_dim)
+        attended = ops.einsum(
+            "bhqk,bkhd->bqhd", dropped, value
+        )  # (batch, query_len, heads, head_dim)
         return attended, probabilities
 
     def _split_heads(self, x):

@@ -77,8 +77,8 @@ class DecoderBlock(TransformerBlock):
             self.cross_attention = self._build_attention(
                 "cross_attention", 1, inputs_shape, encoder_outputs_shape
             )
-            self.cross_attention_norm, self.cross_attention_dropout = (
-                self._build_norm_and_dropout("cross_attention", 1, inputs_shape)
+            self.cross_attention_norm, self.cross_attention_dropout = self._build_norm_and_dropout(
+                "cross_attention", 1, inputs_shape
             )
         self.feed_forward = self._build_feed_forward(inputs_shape)
         self.feed_forward_norm, self.feed_forward_dropout = self._build_norm_and_dropout(
@@ -115,7 +115,10 @@ class DecoderBlock(TransformerBlock):
         )
         if encoder_outputs is not None:
             y = self._residual(
-                y, attend_source, self.cross_attention_norm, self.cross_attention_dropout,
+                y,
+                attend_source,
+                self.cross_attention_norm,
+                self.cross_attention_dropout,
                 training,
             )
         return self._residual(

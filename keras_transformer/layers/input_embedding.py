@@ -187,9 +187,7 @@ class InputEmbedding(keras.layers.Layer):
                 "dropout": self.dropout,
                 "scale_embeddings": self.scale_embeddings,
                 "max_wavelength": self.max_wavelength,
-                "embeddings_initializer": keras.initializers.serialize(
-                    self.embeddings_initializer
-                ),
+                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
                 "seed": self.seed,
             }
         )

@@ -102,6 +102,4 @@ class CausalMask(keras.layers.Layer):
         return (inputs_shape[0], inputs_shape[1], inputs_shape[1])
 
     def compute_output_spec(self, inputs, mask=None):
-        return keras.KerasTensor(
-            self.compute_output_shape(inputs.shape), dtype="bool"
-        )
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype="bool")

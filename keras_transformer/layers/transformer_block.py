@@ -85,7 +85,9 @@ class TransformerBlock(keras.layers.Layer):
         )
         norm.build(inputs_shape)
         dropout = keras.layers.Dropout(
-            self.dropout, seed=sub_seed(self.seed, index), dtype=self.dtype_policy,
+            self.dropout,
+            seed=sub_seed(self.seed, index),
+            dtype=self.dtype_policy,
             name=f"{name}_dropout",
         )
         return norm, dropout

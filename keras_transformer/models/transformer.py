@@ -144,11 +144,15 @@ class Transformer(keras.Model):
             else embedding(target_vocabulary_size, "target_embedding", 1)
         )
         self.encoder_blocks = [
-            EncoderBlock(**block_kwargs, seed=sub_seed(seed, 10 * (i + 1)), name=f"encoder_block_{i}")
+            EncoderBlock(
+                **block_kwargs, seed=sub_seed(seed, 10 * (i + 1)), name=f"encoder_block_{i}"
+            )
             for i in range(num_layers)
         ]
         self.decoder_blocks = [
-            DecoderBlock(**block_kwargs, seed=sub_seed(seed, 10 * (i + 1) + 5), name=f"decoder_block_{i}")
+            DecoderBlock(
+                **block_kwargs, seed=sub_seed(seed, 10 * (i + 1) + 5), name=f"decoder_block_{i}"
+            )
             for i in range(num_layers)
         ]
         self.encoder_norm = final_norm("encoder_norm")

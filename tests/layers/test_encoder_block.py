@@ -85,8 +85,14 @@ def test_weights_and_shapes(sequence):
 
 def test_config_and_file_round_trip(sequence, tmp_path):
     block = EncoderBlock(
-        num_heads=2, ff_dim=16, dropout=0.2, attention_dropout=0.1, activation="gelu",
-        norm_first=True, layer_norm_epsilon=1e-6, seed=3,
+        num_heads=2,
+        ff_dim=16,
+        dropout=0.2,
+        attention_dropout=0.1,
+        activation="gelu",
+        norm_first=True,
+        layer_norm_epsilon=1e-6,
+        seed=3,
     )
     assert_config_round_trip(block)
     assert_keras_file_round_trip(block, sequence, tmp_path)

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+
 from keras_transformer import CausalMask
 from keras_transformer.layers.masking import causal_mask, merge_masks, unblock_empty_rows
 from tests.helpers import assert_config_round_trip, mask_of, masked, to_numpy

@@ -1,0 +1,39 @@
+# Set-up and the everyday commands. `make test` and `make demo` create the
+# virtual environment on first use.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+BACKENDS ?= tensorflow jax torch
+DEMO_BACKEND ?= jax
+
+.PHONY: install test demo lint format clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# One process per backend; every backend runs even if an earlier one fails.
+test: install
+	@failed=""; \
+	for backend in $(BACKENDS); do \
+		echo "=== KERAS_BACKEND=$$backend"; \
+		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -p no:cacheprovider || failed="$$failed $$backend"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi
+
+demo: install
+	KERAS_BACKEND=$(DEMO_BACKEND) $(PYTHON) examples/reverse_sequence.py --out runs/reverse
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
