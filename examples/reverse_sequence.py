@@ -2,7 +2,7 @@
 
 The task is generated on the fly, so nothing is downloaded. The script trains
 with `model.fit`, reports token accuracy and exact match on held-out
-sequences, decodes a few of them greedily, and saves the model as a `.keras`
+sequences, translates a few of them (greedy and beam search), and saves the model as a `.keras`
 file that it loads back to check the outputs match.
 
     KERAS_BACKEND=jax python examples/reverse_sequence.py --out runs/reverse
@@ -61,21 +61,13 @@ exact_match = np.all((predictions == test_labels) | ~real, axis=1).mean()
 print(f"Held-out token accuracy {token_accuracy:.4f}, exact match {exact_match:.4f}")
 
 
-def greedy_decode(source, max_length):
-    """Feeds the model its own predictions, one token at a time."""
-    decoded = np.full((len(source), 1), START_TOKEN_ID, "int32")
-    for _ in range(max_length):
-        logits = model.predict_on_batch({"encoder_inputs": source, "decoder_inputs": decoded})
-        next_ids = np.argmax(keras.ops.convert_to_numpy(logits)[:, -1], -1).astype("int32")
-        decoded = np.concatenate([decoded, next_ids[:, None]], axis=1)
-    return decoded
-
-
+# Translate held-out sources with cached greedy decoding and beam search.
 sources = test_inputs["encoder_inputs"][:3]
-for source, decoded in zip(sources, greedy_decode(sources, sources.shape[1] + 1), strict=True):
-    words = list(decoded[1:])
-    words = words[: words.index(END_TOKEN_ID)] if END_TOKEN_ID in words else words
-    print(f"  {[int(t) for t in source if t]} -> {[int(t) for t in words]}")
+for sampler in ("greedy", "beam"):
+    outputs = model.generate(sources, START_TOKEN_ID, END_TOKEN_ID, max_length=12, sampler=sampler)
+    for source, output in zip(sources, outputs, strict=True):
+        words = [int(t) for t in output[1:] if t not in (0, END_TOKEN_ID)]
+        print(f"  {sampler:6s} {[int(t) for t in source if t]} -> {words}")
 
 # Save, load back (no custom_objects needed once keras_transformer is imported).
 os.makedirs(args.out, exist_ok=True)

@@ -51,8 +51,3 @@ def divide_heads(d_model: int, num_heads: int, argument: str) -> int:
             f"Received: {argument}={d_model}, num_heads={num_heads}"
         )
     return d_model // num_heads
-
-
-def sub_seed(seed: int | None, offset: int) -> int | None:
-    """A distinct, reproducible seed for the `offset`-th random sublayer."""
-    return None if seed is None else seed + offset

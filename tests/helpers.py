@@ -50,6 +50,19 @@ def assert_keras_file_round_trip(layer, inputs, tmp_path, **call_kwargs):
     )
 
 
+def assert_dropout_respects_training_and_seed(make_layer, inputs):
+    """Dropout acts only in training, and two layers with the same seed and
+    weights drop the same units."""
+    first, second = make_layer(), make_layer()
+    inference = to_numpy(first(inputs))
+    second(inputs)
+    second.set_weights(first.get_weights())
+    trained = to_numpy(first(inputs, training=True))
+    np.testing.assert_allclose(to_numpy(second(inputs, training=True)), trained)
+    assert not np.allclose(trained, inference)
+    np.testing.assert_allclose(to_numpy(first(inputs, training=False)), inference)
+
+
 def copy_attention_weights(keras_attention, ours):
     """Copies a `keras.layers.MultiHeadAttention`'s projections into a
     `MultiHeadSelfAttention` (kernels `(d, heads, key_dim)` become

@@ -12,6 +12,7 @@ from keras_transformer.layers.masking import (
     padding_to_attention_mask,
     unblock_empty_rows,
 )
+from keras_transformer.layers.utils import clone_initializer
 from keras_transformer.validation import (
     check_positive_int,
     check_rate,
@@ -58,10 +59,24 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         return_attention_scores: bool. Also return the attention
             probabilities `(batch, num_heads, query_len, key_len)`.
         training: bool. Whether dropout is active.
+        cache: optional key/value cache `(batch, 2, max_len, num_heads,
+            key_dim)` for incremental decoding. With `cache_index`, the keys
+            and values of `inputs` (or `context`) are written at that index
+            and the queries attend the whole cache (with `use_causal_mask`,
+            only the positions up to their own). Without `cache_index`, the
+            cache holds precomputed keys and values, from
+            `compute_key_value_cache(context)`.
+        cache_index: int or scalar int tensor. Position of the first query
+            (and of the first cache entry written).
+
+    Returns: the outputs `(batch, query_len, d_model)`; then the attention
+    probabilities if `return_attention_scores`; then the updated cache if a
+    `cache` was given.
 
     Masking: the Keras mask of `context` (of `inputs` for self-attention)
     marks the keys that may be attended; it is merged with `attention_mask`
-    and the causal mask. The output carries the Keras mask of `inputs`. A
+    and the causal mask (a cache's keys are masked only by `attention_mask`
+    and the causal mask). The output carries the Keras mask of `inputs`. A
     query that may attend nothing gets finite values, never NaN.
 
     Example:
@@ -116,9 +131,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         dense = keras.layers.Dense(
             units,
             use_bias=self.use_bias,
-            kernel_initializer=keras.initializers.get(
-                keras.initializers.serialize(self.kernel_initializer)
-            ),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=self.bias_initializer,
             dtype=self.dtype_policy,
             name=name,
@@ -134,33 +147,70 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         use_causal_mask=False,
         return_attention_scores=False,
         training=None,
+        cache=None,
+        cache_index=None,
     ):
-        keys_source = inputs if context is None else context
-        query = self._split_heads(self.query_dense(inputs))  # (batch, query_len, heads, head_dim)
-        key = self._split_heads(self.key_dense(keys_source))  # (batch, key_len, heads, head_dim)
-        value = self._split_heads(
-            self.value_dense(keys_source)
-        )  # (batch, key_len, heads, head_dim)
-        mask = self._attention_mask(inputs, keys_source, attention_mask, use_causal_mask)
+        query = self._split_heads(self.query_dense(inputs))  # (batch, query_len, heads, dim)
+        key, value, cache, key_padding = self._keys_and_values(
+            inputs if context is None else context, cache, cache_index
+        )  # key, value: (batch, key_len, heads, dim)
+        mask = self._attention_mask(
+            query, key, key_padding, attention_mask, use_causal_mask, cache_index
+        )
         needs_probabilities = return_attention_scores or (training and self.dropout > 0)
         if needs_probabilities:
             attended, probabilities = self._explicit_attention(query, key, value, mask, training)
         else:
             attended = ops.dot_product_attention(
                 query, key, value, mask=mask, scale=1.0 / math.sqrt(self.head_dim)
-            )  # (batch, query_len, heads, head_dim)
+            )  # (batch, query_len, heads, dim)
         outputs = self.output_dense(self._merge_heads(attended))  # (batch, query_len, d_model)
+        results = (outputs,)
         if return_attention_scores:
-            return outputs, probabilities
-        return outputs
+            results += (probabilities,)
+        if cache is not None:
+            results += (cache,)
+        return results[0] if len(results) == 1 else results
 
-    def _attention_mask(self, inputs, keys_source, attention_mask, use_causal_mask):
+    def _keys_and_values(self, keys_source, cache, cache_index):
+        """Keys and values to attend, the updated cache and the key padding.
+
+        Without a cache they are projected from `keys_source`. With a cache and
+        a `cache_index`, the projections of `keys_source` are written into the
+        cache at that index and the whole cache is attended. With a cache and
+        no index, the cache holds precomputed keys and values (those of an
+        encoder's outputs, say) and `keys_source` is not used.
+        """
+        if cache is not None and cache_index is None:
+            return cache[:, 0], cache[:, 1], cache, None
+        key = self._split_heads(self.key_dense(keys_source))  # (batch, new_len, heads, dim)
+        value = self._split_heads(self.value_dense(keys_source))  # (batch, new_len, heads, dim)
+        if cache is None:
+            return key, value, None, keras_mask_of(keys_source)
+        update = ops.cast(ops.stack([key, value], axis=1), cache.dtype)  # (batch, 2, new_len, ...)
+        start = [0, 0, cache_index, 0, 0]
+        cache = ops.slice_update(cache, start, update)  # (batch, 2, max_len, heads, dim)
+        return cache[:, 0], cache[:, 1], cache, None
+
+    def compute_key_value_cache(self, context):
+        """Projects `context` `(batch, key_len, d_context)` to the keys and
+        values `(batch, 2, key_len, heads, key_dim)` that `call(...,
+        cache=...)` attends without recomputing them: the cross-attention
+        cache of decoding, computed once per source sentence."""
+        key = self._split_heads(self.key_dense(context))  # (batch, key_len, heads, dim)
+        value = self._split_heads(self.value_dense(context))  # (batch, key_len, heads, dim)
+        return ops.stack([key, value], axis=1)  # (batch, 2, key_len, heads, dim)
+
+    def _attention_mask(
+        self, query, key, key_padding, attention_mask, use_causal_mask, start_index
+    ):
         """Merges the key padding, explicit and causal masks, for all heads."""
         look_ahead = None
         if use_causal_mask:
-            look_ahead = causal_mask(ops.shape(inputs)[1], ops.shape(keys_source)[1])
-        key_padding = padding_to_attention_mask(keras_mask_of(keys_source))
-        mask = merge_masks(key_padding, attention_mask, look_ahead)
+            query_length, key_length = ops.shape(query)[1], ops.shape(key)[1]
+            start_index = 0 if start_index is None else start_index
+            look_ahead = causal_mask(query_length, key_length, start_index)
+        mask = merge_masks(padding_to_attention_mask(key_padding), attention_mask, look_ahead)
         if mask is None:
             return None
         if len(mask.shape) == 2:

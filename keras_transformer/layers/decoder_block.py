@@ -48,6 +48,15 @@ class DecoderBlock(TransformerBlock):
         use_causal_mask: bool. Forbid attending to later target positions.
             Defaults to `True`.
         training: bool. Whether dropout is active.
+        self_attention_cache: optional `(batch, 2, max_len, num_heads,
+            key_dim)` keys and values of the target positions decoded so
+            far; with it the block returns `(outputs, updated_cache)`.
+        cache_index: int or scalar int tensor. Position of `inputs` in the
+            target sequence, where the cache is written.
+        cross_attention_cache: optional precomputed keys and values of the
+            encoder outputs, from `compute_cross_attention_cache`; then
+            `encoder_outputs` may be None and `cross_attention_mask` carries
+            the source padding.
 
     Masking: the Keras mask of `inputs` keeps padded target positions from
     being attended and is passed on to the output; the Keras mask of
@@ -94,43 +103,64 @@ class DecoderBlock(TransformerBlock):
         cross_attention_mask=None,
         use_causal_mask=True,
         training=None,
+        self_attention_cache=None,
+        cache_index=None,
+        cross_attention_cache=None,
     ):
-        self._check_cross_attention(encoder_outputs)
-
-        def attend_self(y):
-            return self.self_attention(
-                y,
-                attention_mask=self_attention_mask,
-                use_causal_mask=use_causal_mask,
+        self._check_cross_attention(encoder_outputs, cross_attention_cache)
+        attended, self_attention_cache = _attend(
+            self.self_attention,
+            self._sublayer_input(inputs, self.self_attention_norm),
+            cache=self_attention_cache,
+            cache_index=cache_index,
+            attention_mask=self_attention_mask,
+            use_causal_mask=use_causal_mask,
+            training=training,
+        )
+        y = self._add_and_norm(
+            inputs, attended, self.self_attention_norm, self.self_attention_dropout, training
+        )
+        if self.cross_attention is not None:
+            attended, _ = _attend(
+                self.cross_attention,
+                self._sublayer_input(y, self.cross_attention_norm),
+                context=encoder_outputs,
+                cache=cross_attention_cache,
+                attention_mask=cross_attention_mask,
                 training=training,
             )
-
-        def attend_source(y):
-            return self.cross_attention(
-                y, encoder_outputs, attention_mask=cross_attention_mask, training=training
+            y = self._add_and_norm(
+                y, attended, self.cross_attention_norm, self.cross_attention_dropout, training
             )
-
-        y = self._residual(
-            inputs, attend_self, self.self_attention_norm, self.self_attention_dropout, training
-        )
-        if encoder_outputs is not None:
-            y = self._residual(
-                y,
-                attend_source,
-                self.cross_attention_norm,
-                self.cross_attention_dropout,
-                training,
-            )
-        return self._residual(
-            y, self.feed_forward, self.feed_forward_norm, self.feed_forward_dropout, training
+        transformed = self.feed_forward(self._sublayer_input(y, self.feed_forward_norm))
+        outputs = self._add_and_norm(
+            y, transformed, self.feed_forward_norm, self.feed_forward_dropout, training
         )  # (batch, target_len, d_model)
+        if self_attention_cache is None:
+            return outputs
+        return outputs, self_attention_cache
 
-    def _check_cross_attention(self, encoder_outputs):
+    def compute_cross_attention_cache(self, encoder_outputs):
+        """The cross-attention keys and values of `encoder_outputs`, `(batch,
+        2, source_len, num_heads, key_dim)`, to pass as
+        `cross_attention_cache` at every decoding step."""
+        return self.cross_attention.compute_key_value_cache(encoder_outputs)
+
+    def _check_cross_attention(self, encoder_outputs, cross_attention_cache):
         built_with = self.cross_attention is not None
-        if built_with != (encoder_outputs is not None):
+        called_with = encoder_outputs is not None or cross_attention_cache is not None
+        if built_with != called_with:
             raise ValueError(
                 f"`DecoderBlock` '{self.name}' was built "
                 f"{'with' if built_with else 'without'} cross-attention, but is "
                 f"called {'without' if built_with else 'with'} `encoder_outputs`. "
                 "Call it the same way every time."
             )
+
+
+def _attend(attention, inputs, cache=None, cache_index=None, **kwargs):
+    """Calls `attention`, with its key/value cache when there is one, and
+    returns `(outputs, updated_cache_or_None)`."""
+    if cache is None:
+        return attention(inputs, **kwargs), None
+    return attention(inputs, cache=cache, cache_index=cache_index, **kwargs)

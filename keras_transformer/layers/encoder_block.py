@@ -69,12 +69,15 @@ class EncoderBlock(TransformerBlock):
         self.built = True
 
     def call(self, inputs, attention_mask=None, training=None):
-        def attend(x):
-            return self.self_attention(x, attention_mask=attention_mask, training=training)
-
-        x = self._residual(
-            inputs, attend, self.self_attention_norm, self.self_attention_dropout, training
+        attended = self.self_attention(
+            self._sublayer_input(inputs, self.self_attention_norm),
+            attention_mask=attention_mask,
+            training=training,
         )
-        return self._residual(
-            x, self.feed_forward, self.feed_forward_norm, self.feed_forward_dropout, training
+        x = self._add_and_norm(
+            inputs, attended, self.self_attention_norm, self.self_attention_dropout, training
+        )
+        transformed = self.feed_forward(self._sublayer_input(x, self.feed_forward_norm))
+        return self._add_and_norm(
+            x, transformed, self.feed_forward_norm, self.feed_forward_dropout, training
         )  # (batch, length, d_model)

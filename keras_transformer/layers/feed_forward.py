@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_transformer.layers.utils import clone_initializer
 from keras_transformer.validation import check_positive_int, check_sequence_shape
 
 
@@ -59,9 +60,7 @@ class FeedForward(keras.layers.Layer):
         return keras.layers.Dense(
             units,
             activation=activation,
-            kernel_initializer=keras.initializers.get(
-                keras.initializers.serialize(self.kernel_initializer)
-            ),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=self.bias_initializer,
             dtype=self.dtype_policy,
             name=name,

@@ -5,12 +5,12 @@ import keras
 
 from keras_transformer.layers.attention import MultiHeadSelfAttention
 from keras_transformer.layers.feed_forward import FeedForward
+from keras_transformer.layers.utils import clone_initializer, sub_seed
 from keras_transformer.validation import (
     check_positive_int,
     check_rate,
     check_sequence_shape,
     divide_heads,
-    sub_seed,
 )
 
 
@@ -58,7 +58,7 @@ class TransformerBlock(keras.layers.Layer):
         attention = MultiHeadSelfAttention(
             self.num_heads,
             dropout=self.attention_dropout,
-            kernel_initializer=self._clone(self.kernel_initializer),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=self.bias_initializer,
             seed=sub_seed(self.seed, 100 + index),
             dtype=self.dtype_policy,
@@ -71,7 +71,7 @@ class TransformerBlock(keras.layers.Layer):
         feed_forward = FeedForward(
             self.ff_dim,
             activation=self.activation,
-            kernel_initializer=self._clone(self.kernel_initializer),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=self.bias_initializer,
             dtype=self.dtype_policy,
             name="feed_forward",
@@ -92,16 +92,15 @@ class TransformerBlock(keras.layers.Layer):
         )
         return norm, dropout
 
-    def _residual(self, inputs, sublayer, norm, dropout, training):
+    def _sublayer_input(self, inputs, norm):
+        """What a sublayer reads: `LayerNorm(x)` with `norm_first`, else `x`."""
+        return norm(inputs) if self.norm_first else inputs
+
+    def _add_and_norm(self, inputs, sublayer_outputs, norm, dropout, training):
         """`LayerNorm(x + Dropout(Sublayer(x)))`, or with `norm_first`
         `x + Dropout(Sublayer(LayerNorm(x)))`."""
-        if self.norm_first:
-            return inputs + dropout(sublayer(norm(inputs)), training=training)
-        return norm(inputs + dropout(sublayer(inputs), training=training))
-
-    @staticmethod
-    def _clone(initializer):
-        return keras.initializers.get(keras.initializers.serialize(initializer))
+        outputs = inputs + dropout(sublayer_outputs, training=training)
+        return outputs if self.norm_first else norm(outputs)
 
     def compute_output_shape(self, inputs_shape, *args, **kwargs):
         return inputs_shape

@@ -1,16 +1,23 @@
 """The encoder-decoder Transformer as a functional Keras model."""
 
 import keras
+import numpy as np
+from keras import ops
 
 from keras_transformer.layers.decoder_block import DecoderBlock
 from keras_transformer.layers.encoder_block import EncoderBlock
 from keras_transformer.layers.input_embedding import POSITION_ENCODINGS, InputEmbedding
+from keras_transformer.layers.utils import sub_seed
+from keras_transformer.models.generation import (
+    Generator,
+    check_generate_arguments,
+    pad_after_end,
+)
 from keras_transformer.validation import (
     check_choice,
     check_positive_int,
     check_rate,
     divide_heads,
-    sub_seed,
 )
 
 
@@ -46,7 +53,8 @@ class Transformer(keras.Model):
             (the paper's shared vocabulary); needs equal vocabulary sizes.
         tie_output_embedding: bool. Project to logits with the transposed
             target embedding instead of a separate dense layer.
-        seed: int or None. Seed of the dropout layers and initializers.
+        seed: int or None. Seed of the dropout layers and of the embedding
+            initializers.
         dtype: dtype or `keras.DTypePolicy` of every layer, for instance
             `"mixed_bfloat16"`. Defaults to the global policy.
         **kwargs: other keyword arguments of `keras.Model`, such as `name`.
@@ -166,8 +174,8 @@ class Transformer(keras.Model):
         # === Functional model ===
         encoder_inputs = keras.Input(shape=(None,), dtype="int32", name="encoder_inputs")
         decoder_inputs = keras.Input(shape=(None,), dtype="int32", name="decoder_inputs")
-        encoder_outputs = self._encode(encoder_inputs)
-        logits = self._decode(decoder_inputs, encoder_outputs)
+        encoder_outputs = self.encode(encoder_inputs)
+        logits = self.decode(decoder_inputs, encoder_outputs)
         super().__init__(
             inputs={"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs},
             outputs=logits,
@@ -203,23 +211,91 @@ class Transformer(keras.Model):
             return object.__setattr__(self, name, value)
         return super().__setattr__(name, value)
 
-    def _encode(self, encoder_inputs, training=None):
-        """Source ids `(batch, source_len)` to `(batch, source_len, d_model)`."""
+    def encode(self, encoder_inputs, training=None):
+        """Source ids `(batch, source_len)` to `(batch, source_len, d_model)`,
+        carrying the source padding mask."""
         x = self.source_embedding(encoder_inputs, training=training)
         for block in self.encoder_blocks:
             x = block(x, training=training)
         return x if self.encoder_norm is None else self.encoder_norm(x)
 
-    def _decode(self, decoder_inputs, encoder_outputs, training=None):
+    def decode(self, decoder_inputs, encoder_outputs, training=None):
         """Target ids and encoder outputs to logits `(batch, target_len, vocab)`."""
         y = self.target_embedding(decoder_inputs, training=training)
         for block in self.decoder_blocks:
             y = block(y, encoder_outputs, training=training)
+        return self.project_to_vocabulary(y)
+
+    def project_to_vocabulary(self, decoder_outputs):
+        """The last decoder block's outputs to logits over the target ids."""
         if self.decoder_norm is not None:
-            y = self.decoder_norm(y)
+            decoder_outputs = self.decoder_norm(decoder_outputs)
         if self.output_projection is None:
-            return self.target_embedding(y, reverse=True)
-        return self.output_projection(y)
+            return self.target_embedding(decoder_outputs, reverse=True)
+        return self.output_projection(decoder_outputs)
+
+    def generate(
+        self,
+        encoder_inputs,
+        start_token_id: int,
+        end_token_id: int,
+        max_length: int = 64,
+        sampler: str = "greedy",
+        num_beams: int = 4,
+        length_penalty: float = 0.6,
+        top_k: int = 10,
+        top_p: float = 0.9,
+        temperature: float = 1.0,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Translates a batch of source sentences, one cached step per token.
+
+        Args:
+            encoder_inputs: int array `(batch, source_len)` of source ids, 0 =
+                padding; rows may have different lengths.
+            start_token_id: target id every output begins with.
+            end_token_id: target id that ends a row.
+            max_length: int >= 1. Longest output, the start token included.
+            sampler: `"greedy"`, `"beam"` (beam search with the paper's
+                length penalty), `"top_k"` or `"top_p"` sampling.
+            num_beams: int >= 1. Beams of `"beam"`.
+            length_penalty: float >= 0. Alpha of the length penalty
+                `((5 + length) / 6) ** alpha`; `0.6` in the paper.
+            top_k: int. Candidates of `"top_k"` sampling.
+            top_p: float in (0, 1]. Probability mass of `"top_p"` sampling.
+            temperature: float > 0. Divides the logits before sampling.
+            seed: int or None. Makes `"top_k"` and `"top_p"` reproducible.
+
+        Returns:
+            int32 numpy array `(batch, length)`: each row begins with the start
+            token and stops at its end token, with 0 after it. Decoding stops
+            when every row has ended, so `length <= max_length`.
+        """
+        encoder_inputs = ops.convert_to_numpy(encoder_inputs)
+        check_generate_arguments(
+            self,
+            encoder_inputs,
+            start_token_id,
+            end_token_id,
+            max_length,
+            sampler,
+            num_beams,
+            top_k,
+            top_p,
+            temperature,
+            length_penalty,
+        )
+        key = (sampler, num_beams, length_penalty, top_k, top_p, temperature)
+        # Compiled decoders, one per sampling configuration: plain state, kept
+        # out of Keras's tracking and saving.
+        generators = self.__dict__.setdefault("_generators", {})
+        if key not in generators:
+            generators[key] = Generator(self, *key)
+        prompt = np.zeros((len(encoder_inputs), max_length), "int32")
+        prompt[:, 0] = start_token_id
+        token_ids = generators[key](encoder_inputs.astype("int32"), prompt, end_token_id, seed)
+        token_ids = pad_after_end(ops.convert_to_numpy(token_ids), end_token_id)
+        return _trim_padding_columns(token_ids)
 
     def get_config(self):
         return {
@@ -250,3 +326,9 @@ class Transformer(keras.Model):
         if "dtype" in config and isinstance(config["dtype"], dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
+
+
+def _trim_padding_columns(token_ids):
+    """Drops the trailing columns that are padding in every row."""
+    used = np.flatnonzero(np.any(token_ids != 0, axis=0))
+    return token_ids[:, : used[-1] + 1].astype("int32")

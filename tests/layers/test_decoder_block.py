@@ -6,6 +6,7 @@ import pytest
 from keras_transformer import DecoderBlock
 from tests.helpers import (
     assert_config_round_trip,
+    assert_dropout_respects_training_and_seed,
     assert_keras_file_round_trip,
     copy_keras_nlp_block_weights,
     mask_of,
@@ -94,6 +95,12 @@ def test_all_padding_source_row_is_finite(target, source):
     padding[0] = False
     outputs = DecoderBlock(num_heads=2, ff_dim=16)(target, masked(source, padding))
     assert np.isfinite(to_numpy(outputs)).all()
+
+
+def test_dropout_respects_training_and_seed(target):
+    assert_dropout_respects_training_and_seed(
+        lambda: DecoderBlock(num_heads=2, ff_dim=16, dropout=0.3, seed=5), target
+    )
 
 
 def test_encoder_of_another_width_meets_through_the_projections(target, rng):

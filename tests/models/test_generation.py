@@ -1,0 +1,177 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_transformer import Transformer
+from keras_transformer.data import END_TOKEN_ID, START_TOKEN_ID, make_reverse_task
+from keras_transformer.models.generation import pad_after_end
+from tests.helpers import to_numpy
+
+MAX_LENGTH = 12
+
+
+@pytest.fixture(scope="module")
+def sources():
+    """Held-out sources of 4 to 10 tokens, padded to 10."""
+    inputs, _ = make_reverse_task(6, seed=3)
+    return inputs["encoder_inputs"]
+
+
+def recomputed_greedy(model, sources, max_length):
+    """Greedy decoding by running the whole model on the prefix at each step."""
+    decoded = np.full((len(sources), 1), START_TOKEN_ID, "int32")
+    for _ in range(max_length - 1):
+        logits = to_numpy(model({"encoder_inputs": sources, "decoder_inputs": decoded}))
+        next_ids = 1 + np.argmax(logits[:, -1, 1:], axis=-1).astype("int32")  # never padding
+        decoded = np.concatenate([decoded, next_ids[:, None]], axis=1)
+        if np.all(np.any(decoded[:, 1:] == END_TOKEN_ID, axis=1)):
+            break
+    return decoded
+
+
+def log_probability(model, sources, outputs):
+    """Log-probability of each output row (end token included) under the
+    distribution decoding samples from: the model's, padding excluded."""
+    logits = to_numpy(model({"encoder_inputs": sources, "decoder_inputs": outputs[:, :-1]}))
+    logits = logits[..., 1:]
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    targets = outputs[:, 1:]
+    picked = np.take_along_axis(log_probs, np.maximum(targets - 1, 0)[..., None], -1)[..., 0]
+    return np.where(targets != 0, picked, 0.0).sum(-1)
+
+
+def generate(model, sources, **kwargs):
+    return model.generate(sources, START_TOKEN_ID, END_TOKEN_ID, MAX_LENGTH, **kwargs)
+
+
+def test_cached_greedy_equals_full_recomputation(trained_reverser, sources):
+    cached = generate(trained_reverser, sources)
+    recomputed = recomputed_greedy(trained_reverser, sources, MAX_LENGTH)
+    np.testing.assert_array_equal(cached, pad_after_end(recomputed, END_TOKEN_ID))
+
+
+def test_greedy_reverses_the_held_out_sources(trained_reverser, sources):
+    outputs = generate(trained_reverser, sources)
+    for source, output in zip(sources, outputs, strict=True):
+        words = source[source != 0]
+        np.testing.assert_array_equal(output[1 : len(words) + 1], words[::-1])
+        assert output[len(words) + 1] == END_TOKEN_ID
+
+
+def test_rows_start_with_start_token_and_pad_after_end(trained_reverser, sources):
+    outputs = generate(trained_reverser, sources)
+    assert (outputs[:, 0] == START_TOKEN_ID).all()
+    for row in outputs:
+        end = list(row).index(END_TOKEN_ID)
+        assert (row[end + 1 :] == 0).all()
+    # Every row ends before MAX_LENGTH, so the loop stops early.
+    assert outputs.shape[1] == 1 + max((sources != 0).sum(1)) + 1
+
+
+def test_beam_of_one_equals_greedy(trained_reverser, sources):
+    np.testing.assert_array_equal(
+        generate(trained_reverser, sources, sampler="beam", num_beams=1),
+        generate(trained_reverser, sources),
+    )
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 0.6])
+def test_more_beams_never_lose_probability(trained_reverser, sources, length_penalty):
+    greedy = generate(trained_reverser, sources)
+    beam = generate(
+        trained_reverser, sources, sampler="beam", num_beams=4, length_penalty=length_penalty
+    )
+    width = max(greedy.shape[1], beam.shape[1])
+    greedy = np.pad(greedy, ((0, 0), (0, width - greedy.shape[1])))
+    beam = np.pad(beam, ((0, 0), (0, width - beam.shape[1])))
+    assert np.all(
+        log_probability(trained_reverser, sources, beam)
+        >= log_probability(trained_reverser, sources, greedy) - 1e-4
+    )
+
+
+def test_beam_search_finds_the_best_sequence_of_an_untrained_model():
+    """On a random model beams matter: the 4-beam result is at least as likely
+    as greedy's (without a length penalty) for every row."""
+    model = Transformer(15, 15, num_layers=1, d_model=16, num_heads=2, ff_dim=32, seed=0)
+    sources = np.random.default_rng(0).integers(3, 15, (8, 5)).astype("int32")
+    greedy = model.generate(sources, 1, 2, max_length=6)
+    beam = model.generate(sources, 1, 2, max_length=6, sampler="beam", length_penalty=0.0)
+    width = max(greedy.shape[1], beam.shape[1])
+    greedy = np.pad(greedy, ((0, 0), (0, width - greedy.shape[1])))
+    beam = np.pad(beam, ((0, 0), (0, width - beam.shape[1])))
+    assert np.all(
+        log_probability(model, sources, beam) >= log_probability(model, sources, greedy) - 1e-4
+    )
+
+
+def test_sampling_is_seeded(trained_reverser, sources):
+    first = generate(trained_reverser, sources, sampler="top_k", top_k=5, temperature=5.0, seed=1)
+    again = generate(trained_reverser, sources, sampler="top_k", top_k=5, temperature=5.0, seed=1)
+    np.testing.assert_array_equal(first, again)
+    top_p = generate(trained_reverser, sources, sampler="top_p", top_p=0.9, seed=2)
+    assert (top_p[:, 0] == START_TOKEN_ID).all()
+
+
+def test_top_k_of_one_is_greedy(trained_reverser, sources):
+    np.testing.assert_array_equal(
+        generate(trained_reverser, sources, sampler="top_k", top_k=1, seed=0),
+        generate(trained_reverser, sources),
+    )
+
+
+def test_one_trace_per_shape(trained_reverser, sources):
+    generate(trained_reverser, sources)
+    generator = trained_reverser._generators[("greedy", 4, 0.6, 10, 0.9, 1.0)]
+    traces = generator.trace_count
+    generate(trained_reverser, sources[::-1])
+    expected = traces + (1 if keras.backend.backend() == "torch" else 0)
+    assert generator.trace_count == expected
+
+
+def test_loaded_model_generates_the_same_in_a_fresh_process(trained_reverser, sources, tmp_path):
+    model_path, sources_path = tmp_path / "model.keras", tmp_path / "sources.npy"
+    trained_reverser.save(model_path)
+    np.save(sources_path, sources)
+    script = os.path.join(os.path.dirname(__file__), "generate_saved_model.py")
+    run = subprocess.run(
+        [sys.executable, script, str(model_path), str(sources_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(run.stdout.strip().splitlines()[-1])
+    np.testing.assert_array_equal(results["greedy"], generate(trained_reverser, sources))
+    np.testing.assert_array_equal(
+        results["beam"], generate(trained_reverser, sources, sampler="beam")
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"start_token_id": 20}, "start_token_id"),
+        ({"start_token_id": 0}, "start_token_id"),
+        ({"end_token_id": -1}, "end_token_id"),
+        ({"max_length": 0}, "max_length"),
+        ({"num_beams": 0, "sampler": "beam"}, "num_beams"),
+        ({"sampler": "nucleus"}, "sampler"),
+        ({"encoder_inputs": np.ones((2, 3, 4), "int32")}, "rank 2"),
+        ({"encoder_inputs": np.ones((2, 3), "float32")}, "integer token ids"),
+    ],
+)
+def test_rejects_bad_arguments(trained_reverser, sources, kwargs, message):
+    arguments = {
+        "encoder_inputs": sources,
+        "start_token_id": START_TOKEN_ID,
+        "end_token_id": END_TOKEN_ID,
+        **kwargs,
+    }
+    with pytest.raises(ValueError, match=message):
+        trained_reverser.generate(**arguments)
