@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 DEMO_BACKEND ?= jax
 
-.PHONY: install test demo lint format clean
+.PHONY: install test demo bench lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ test: install
 
 demo: install
 	KERAS_BACKEND=$(DEMO_BACKEND) $(PYTHON) examples/reverse_sequence.py --out runs/reverse
+
+# Decoding speed under every backend; see docs/benchmarks.md.
+bench: install
+	$(PYTHON) -m benchmarks generation
 
 lint: install
 	$(VENV)/bin/ruff check .

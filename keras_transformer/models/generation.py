@@ -162,7 +162,13 @@ def beam_search(next_fn, prompt, cache, end_token_id, num_beams, length_penalty)
 def _make_sampler(name, top_k, top_p, temperature):
     if name == "beam":
         return None
-    import keras_nlp
+    try:
+        import keras_nlp
+    except ImportError as error:
+        raise ImportError(
+            f"`sampler={name!r}` uses keras-nlp's samplers: "
+            "pip install 'keras-transformer[generate]'"
+        ) from error
 
     samplers = {
         "greedy": lambda: keras_nlp.samplers.GreedySampler(temperature=temperature),

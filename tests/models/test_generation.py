@@ -23,14 +23,16 @@ def sources():
 
 
 def recomputed_greedy(model, sources, max_length):
-    """Greedy decoding by running the whole model on the prefix at each step."""
-    decoded = np.full((len(sources), 1), START_TOKEN_ID, "int32")
-    for _ in range(max_length - 1):
-        logits = to_numpy(model({"encoder_inputs": sources, "decoder_inputs": decoded}))
-        next_ids = 1 + np.argmax(logits[:, -1, 1:], axis=-1).astype("int32")  # never padding
-        decoded = np.concatenate([decoded, next_ids[:, None]], axis=1)
-        if np.all(np.any(decoded[:, 1:] == END_TOKEN_ID, axis=1)):
-            break
+    """Greedy decoding by running the whole model on the prefix at each step
+    (on a fixed-size buffer: later positions cannot reach earlier ones)."""
+    decoded = np.zeros((len(sources), max_length), "int32")
+    decoded[:, 0] = START_TOKEN_ID
+    for index in range(1, max_length):
+        inputs = {"encoder_inputs": sources, "decoder_inputs": decoded}
+        logits = to_numpy(model.predict_on_batch(inputs))[:, index - 1]
+        decoded[:, index] = 1 + np.argmax(logits[:, 1:], axis=-1)  # never padding
+        if np.all(np.any(decoded[:, 1 : index + 1] == END_TOKEN_ID, axis=1)):
+            return decoded[:, : index + 1]
     return decoded
 
 

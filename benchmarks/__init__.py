@@ -1,0 +1,1 @@
+"""Side-by-side measurements; each backend runs in its own process."""
