@@ -6,19 +6,14 @@ from keras import ops
 
 from keras_transformer.layers.decoder_block import DecoderBlock
 from keras_transformer.layers.encoder_block import EncoderBlock
-from keras_transformer.layers.input_embedding import POSITION_ENCODINGS, InputEmbedding
+from keras_transformer.layers.input_embedding import InputEmbedding
 from keras_transformer.layers.utils import sub_seed
 from keras_transformer.models.generation import (
     Generator,
     check_generate_arguments,
     pad_after_end,
 )
-from keras_transformer.validation import (
-    check_choice,
-    check_positive_int,
-    check_rate,
-    divide_heads,
-)
+from keras_transformer.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -100,14 +95,10 @@ class Transformer(keras.Model):
         dtype=None,
         **kwargs,
     ):
+        # The layers check the other arguments as they are created and built.
         check_positive_int("source_vocabulary_size", source_vocabulary_size)
         check_positive_int("target_vocabulary_size", target_vocabulary_size)
         check_positive_int("num_layers", num_layers)
-        check_positive_int("d_model", d_model)
-        check_positive_int("num_heads", num_heads)
-        divide_heads(d_model, num_heads, "d_model")
-        check_rate("dropout", dropout)
-        check_choice("position_encoding", position_encoding, POSITION_ENCODINGS)
         if share_embeddings and source_vocabulary_size != target_vocabulary_size:
             raise ValueError(
                 "`share_embeddings=True` needs equal vocabularies. Received: "
