@@ -4,6 +4,7 @@ Runs on the TensorFlow, JAX and PyTorch backends. Importing the package
 registers every layer and model for `keras.saving.load_model`.
 """
 
+from keras_transformer import training
 from keras_transformer.layers import (
     CausalMask,
     DecoderBlock,
@@ -26,4 +27,5 @@ __all__ = [
     "MultiHeadSelfAttention",
     "PositionalEncoding",
     "Transformer",
+    "training",
 ]

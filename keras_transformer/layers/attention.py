@@ -83,7 +83,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     >>> x = keras.random.normal((2, 5, 16))
     >>> attention = keras_transformer.MultiHeadSelfAttention(num_heads=4)
-    >>> attention(x, use_causal_mask=True).shape
+    >>> tuple(attention(x, use_causal_mask=True).shape)
     (2, 5, 16)
 
     Reference:

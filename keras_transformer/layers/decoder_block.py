@@ -67,7 +67,7 @@ class DecoderBlock(TransformerBlock):
     >>> target = keras.random.normal((2, 4, 16))
     >>> source = keras.random.normal((2, 6, 16))
     >>> block = keras_transformer.DecoderBlock(num_heads=4, ff_dim=64)
-    >>> block(target, source).shape
+    >>> tuple(block(target, source).shape)
     (2, 4, 16)
 
     Reference:

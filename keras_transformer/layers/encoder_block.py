@@ -49,7 +49,7 @@ class EncoderBlock(TransformerBlock):
     Example:
 
     >>> x = keras.random.normal((2, 5, 16))
-    >>> keras_transformer.EncoderBlock(num_heads=4, ff_dim=64)(x).shape
+    >>> tuple(keras_transformer.EncoderBlock(num_heads=4, ff_dim=64)(x).shape)
     (2, 5, 16)
 
     Reference:

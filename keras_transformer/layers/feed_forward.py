@@ -26,7 +26,7 @@ class FeedForward(keras.layers.Layer):
     Example:
 
     >>> x = keras.ops.ones((2, 5, 8))
-    >>> keras_transformer.FeedForward(ff_dim=32)(x).shape
+    >>> tuple(keras_transformer.FeedForward(ff_dim=32)(x).shape)
     (2, 5, 8)
 
     Reference:

@@ -59,7 +59,7 @@ class InputEmbedding(keras.layers.Layer):
 
     >>> ids = keras.ops.convert_to_tensor([[5, 7, 2, 0]])
     >>> embedding = keras_transformer.InputEmbedding(100, 16)
-    >>> embedding(ids).shape
+    >>> tuple(embedding(ids).shape)
     (1, 4, 16)
 
     Reference:

@@ -75,7 +75,7 @@ class CausalMask(keras.layers.Layer):
     Example:
 
     >>> x = keras.ops.ones((2, 4, 8))
-    >>> keras_transformer.CausalMask()(x).shape
+    >>> tuple(keras_transformer.CausalMask()(x).shape)
     (2, 4, 4)
 
     Reference:

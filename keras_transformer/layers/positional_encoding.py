@@ -57,7 +57,7 @@ class PositionalEncoding(keras.layers.Layer):
 
     >>> x = keras.ops.zeros((2, 5, 8))
     >>> y = keras_transformer.PositionalEncoding()(x)
-    >>> y.shape
+    >>> tuple(y.shape)
     (2, 5, 8)
 
     Reference:

@@ -67,7 +67,7 @@ class Transformer(keras.Model):
     ...     num_layers=2, d_model=32, num_heads=4, ff_dim=64)
     >>> logits = model({"encoder_inputs": keras.ops.ones((2, 7), "int32"),
     ...                 "decoder_inputs": keras.ops.ones((2, 5), "int32")})
-    >>> logits.shape
+    >>> tuple(logits.shape)
     (2, 5, 120)
 
     Reference:

@@ -1,0 +1,25 @@
+"""The Example of every public docstring runs and prints what it says."""
+
+import doctest
+
+import keras
+import pytest
+
+import keras_transformer
+from keras_transformer import training
+
+PUBLIC = [getattr(keras_transformer, name) for name in keras_transformer.__all__[:-1]] + [
+    getattr(training, name) for name in training.__all__ if name != "paper_optimizer"
+]
+
+
+@pytest.mark.parametrize("public", PUBLIC, ids=lambda public: public.__name__)
+def test_docstring_example(public):
+    globs = {"keras": keras, "keras_transformer": keras_transformer}
+    tests = doctest.DocTestFinder(recurse=False).find(public, globs=globs)
+    examples = [test for test in tests if test.examples]
+    assert examples, f"{public.__name__} has no Example"
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for test in examples:
+        runner.run(test)
+    assert runner.failures == 0
