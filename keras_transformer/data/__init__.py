@@ -1,5 +1,7 @@
 """Data for training and testing seq2seq models."""
 
+from keras_transformer.data.numbers import number_pairs, number_splits
+from keras_transformer.data.pairs import PairsFileError, read_pairs, split_pairs
 from keras_transformer.data.synthetic import (
     END_TOKEN_ID,
     PADDING_TOKEN_ID,
@@ -7,4 +9,14 @@ from keras_transformer.data.synthetic import (
     make_reverse_task,
 )
 
-__all__ = ["END_TOKEN_ID", "PADDING_TOKEN_ID", "START_TOKEN_ID", "make_reverse_task"]
+__all__ = [
+    "END_TOKEN_ID",
+    "PADDING_TOKEN_ID",
+    "START_TOKEN_ID",
+    "PairsFileError",
+    "make_reverse_task",
+    "number_pairs",
+    "number_splits",
+    "read_pairs",
+    "split_pairs",
+]

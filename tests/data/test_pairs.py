@@ -1,0 +1,57 @@
+import pytest
+
+from keras_transformer.data import PairsFileError, read_pairs, split_pairs
+
+
+def write(tmp_path, content, mode="w"):
+    path = tmp_path / "pairs.tsv"
+    with open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as file:
+        file.write(content)
+    return path
+
+
+def test_reads_pairs_and_ignores_extra_columns_and_blank_lines(tmp_path):
+    path = write(tmp_path, "Go.\tVa !\tCC-BY 2.0 (France)\r\n\nHi.\tSalut !\n")
+    assert read_pairs(path) == [("Go.", "Va !"), ("Hi.", "Salut !")]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("Go.\tVa !\nno tab here\n", r"pairs.tsv:2: no tab"),
+        ("Go.\tVa !\n\t\tx\n", r"pairs.tsv:2: empty source"),
+        ("Go.\t \n", r"pairs.tsv:1: empty target"),
+        ("", r"no sentence pairs"),
+        ("\n\n", r"no sentence pairs"),
+    ],
+)
+def test_bad_files_name_the_line(tmp_path, content, message):
+    with pytest.raises(PairsFileError, match=message):
+        read_pairs(write(tmp_path, content))
+
+
+def test_not_utf8(tmp_path):
+    path = write(tmp_path, "caf\xe9\tcoffee\n".encode("latin-1"), mode="wb")
+    with pytest.raises(PairsFileError, match="not UTF-8"):
+        read_pairs(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_pairs(tmp_path / "absent.tsv")
+
+
+def test_splits_are_disjoint_deterministic_and_complete():
+    pairs = [(f"s{i}", f"t{i}") for i in range(100)] + [("s1", "t1")]
+    splits = split_pairs(pairs, validation=0.1, test=0.2, seed=3)
+    assert [len(splits[name]) for name in ("train", "validation", "test")] == [70, 10, 20]
+    sets = [set(split) for split in splits.values()]
+    assert set.union(*sets) == set(pairs)
+    assert sum(len(s) for s in sets) == len(set(pairs))
+    assert split_pairs(pairs, 0.1, 0.2, seed=3) == splits
+    assert split_pairs(pairs, 0.1, 0.2, seed=4) != splits
+
+
+def test_split_rejects_bad_fractions():
+    with pytest.raises(ValueError, match="validation"):
+        split_pairs([("a", "b")], validation=0.6, test=0.5)
