@@ -269,6 +269,11 @@ def check_generate_arguments(
     for name, value, ok, expected in checks:
         if not ok:
             raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+    if model.max_length is not None and max_length > model.max_length:
+        raise ValueError(
+            f"`max_length` must not exceed the model's `max_length` ({model.max_length}) "
+            f"of learned positions. Received: max_length={max_length}"
+        )
     shape = tuple(encoder_inputs.shape)
     if len(shape) != 2:
         raise ValueError(

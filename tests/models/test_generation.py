@@ -136,6 +136,23 @@ def test_one_trace_per_shape(trained_reverser, sources):
     assert generator.trace_count == expected
 
 
+def test_rejects_outputs_longer_than_learned_positions():
+    model = Transformer(
+        15,
+        15,
+        num_layers=1,
+        d_model=16,
+        num_heads=2,
+        ff_dim=32,
+        position_encoding="learned",
+        max_length=8,
+    )
+    sources = np.full((2, 5), 3, "int32")
+    assert model.generate(sources, 1, 2, max_length=8).shape[0] == 2
+    with pytest.raises(ValueError, match=r"max_length.*learned positions"):
+        model.generate(sources, 1, 2, max_length=9)
+
+
 def test_loaded_model_generates_the_same_in_a_fresh_process(trained_reverser, sources, tmp_path):
     model_path, sources_path = tmp_path / "model.keras", tmp_path / "sources.npy"
     trained_reverser.save(model_path)
