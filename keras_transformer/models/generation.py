@@ -111,7 +111,10 @@ def beam_search(next_fn, prompt, cache, end_token_id, num_beams, length_penalty)
     Returns the best hypothesis of each row, `(batch, max_length)`.
     """
     batch, max_length = ops.shape(prompt)
-    repeat = lambda x: ops.repeat(x, num_beams, axis=0)  # noqa: E731
+
+    def repeat(x):  # (batch, ...) -> (batch*beams, ...)
+        return ops.repeat(x, num_beams, axis=0)
+
     prompt, cache = repeat(prompt), keras.tree.map_structure(repeat, cache)
     first_beam_only = ops.convert_to_tensor([0.0] + [-1e9] * (num_beams - 1))
     log_probs = ops.reshape(ops.tile(first_beam_only[None], (batch, 1)), (-1,))  # (batch*beams,)
@@ -138,7 +141,10 @@ def beam_search(next_fn, prompt, cache, end_token_id, num_beams, length_penalty)
         source_beam = chosen // vocabulary + ops.arange(batch)[:, None] * num_beams
         source_beam = ops.reshape(source_beam, (-1,))  # (batch*beams,)
         tokens = ops.cast(ops.reshape(chosen % vocabulary, (-1,)), prompt.dtype)
-        gather = lambda x: ops.take(x, source_beam, axis=0)  # noqa: E731
+
+        def gather(x):  # the rows of the chosen hypotheses' parents
+            return ops.take(x, source_beam, axis=0)
+
         prompt, cache = gather(prompt), keras.tree.map_structure(gather, cache)
         log_probs = ops.take_along_axis(
             ops.reshape(candidates, (-1,)), source_beam * vocabulary + ops.cast(tokens, "int32"), 0
