@@ -4,7 +4,7 @@ Runs on the TensorFlow, JAX and PyTorch backends. Importing the package
 registers every layer and model for `keras.saving.load_model`.
 """
 
-from keras_transformer import training
+from keras_transformer import training, translation
 from keras_transformer.layers import (
     CausalMask,
     DecoderBlock,
@@ -15,6 +15,7 @@ from keras_transformer.layers import (
     PositionalEncoding,
 )
 from keras_transformer.models import Transformer
+from keras_transformer.translation import Translator
 
 __version__ = "0.1.0"
 
@@ -27,5 +28,7 @@ __all__ = [
     "MultiHeadSelfAttention",
     "PositionalEncoding",
     "Transformer",
+    "Translator",
     "training",
+    "translation",
 ]

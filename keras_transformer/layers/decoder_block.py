@@ -50,13 +50,20 @@ class DecoderBlock(TransformerBlock):
         training: bool. Whether dropout is active.
         self_attention_cache: optional `(batch, 2, max_len, num_heads,
             key_dim)` keys and values of the target positions decoded so
-            far; with it the block returns `(outputs, updated_cache)`.
+            far; with it the block also returns the updated cache.
         cache_index: int or scalar int tensor. Position of `inputs` in the
             target sequence, where the cache is written.
         cross_attention_cache: optional precomputed keys and values of the
             encoder outputs, from `compute_cross_attention_cache`; then
             `encoder_outputs` may be None and `cross_attention_mask` carries
             the source padding.
+        return_attention_scores: bool. Also return a dict of attention
+            probabilities: `"self_attention"` `(batch, num_heads, target_len,
+            target_len)` and, with cross-attention, `"cross_attention"`
+            `(batch, num_heads, target_len, source_len)`.
+
+    Returns `outputs`, followed by the scores if `return_attention_scores`
+    and then the updated self-attention cache if one was given.
 
     Masking: the Keras mask of `inputs` keeps padded target positions from
     being attended and is passed on to the output; the Keras mask of
@@ -106,27 +113,31 @@ class DecoderBlock(TransformerBlock):
         self_attention_cache=None,
         cache_index=None,
         cross_attention_cache=None,
+        return_attention_scores=False,
     ):
         self._check_cross_attention(encoder_outputs, cross_attention_cache)
-        attended, self_attention_cache = _attend(
+        scores = {}
+        attended, scores["self_attention"], self_attention_cache = _attend(
             self.self_attention,
             self._sublayer_input(inputs, self.self_attention_norm),
             cache=self_attention_cache,
             cache_index=cache_index,
             attention_mask=self_attention_mask,
             use_causal_mask=use_causal_mask,
+            return_attention_scores=return_attention_scores,
             training=training,
         )
         y = self._add_and_norm(
             inputs, attended, self.self_attention_norm, self.self_attention_dropout, training
         )
         if self.cross_attention is not None:
-            attended, _ = _attend(
+            attended, scores["cross_attention"], _ = _attend(
                 self.cross_attention,
                 self._sublayer_input(y, self.cross_attention_norm),
                 context=encoder_outputs,
                 cache=cross_attention_cache,
                 attention_mask=cross_attention_mask,
+                return_attention_scores=return_attention_scores,
                 training=training,
             )
             y = self._add_and_norm(
@@ -136,9 +147,12 @@ class DecoderBlock(TransformerBlock):
         outputs = self._add_and_norm(
             y, transformed, self.feed_forward_norm, self.feed_forward_dropout, training
         )  # (batch, target_len, d_model)
-        if self_attention_cache is None:
-            return outputs
-        return outputs, self_attention_cache
+        results = (outputs,)
+        if return_attention_scores:
+            results += (scores,)
+        if self_attention_cache is not None:
+            results += (self_attention_cache,)
+        return results[0] if len(results) == 1 else results
 
     def compute_cross_attention_cache(self, encoder_outputs):
         """The cross-attention keys and values of `encoder_outputs`, `(batch,
@@ -158,9 +172,14 @@ class DecoderBlock(TransformerBlock):
             )
 
 
-def _attend(attention, inputs, cache=None, cache_index=None, **kwargs):
-    """Calls `attention`, with its key/value cache when there is one, and
-    returns `(outputs, updated_cache_or_None)`."""
-    if cache is None:
-        return attention(inputs, **kwargs), None
-    return attention(inputs, cache=cache, cache_index=cache_index, **kwargs)
+def _attend(attention, inputs, cache=None, return_attention_scores=False, **kwargs):
+    """Calls `attention` and returns `(outputs, scores or None, updated cache
+    or None)`."""
+    results = attention(
+        inputs, cache=cache, return_attention_scores=return_attention_scores, **kwargs
+    )
+    results = list(results) if isinstance(results, tuple) else [results]
+    outputs = results.pop(0)
+    scores = results.pop(0) if return_attention_scores else None
+    cache = results.pop(0) if cache is not None else None
+    return outputs, scores, cache

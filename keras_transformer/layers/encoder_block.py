@@ -42,6 +42,8 @@ class EncoderBlock(TransformerBlock):
         attention_mask: optional boolean `(batch, length, length)`, True where
             a position may attend another.
         training: bool. Whether dropout is active.
+        return_attention_scores: bool. Also return the attention
+            probabilities `(batch, num_heads, length, length)`.
 
     Masking: a Keras mask on `inputs` (from `InputEmbedding`, say) keeps
     padded positions from being attended, and is passed on to the output.
@@ -68,16 +70,20 @@ class EncoderBlock(TransformerBlock):
         )
         self.built = True
 
-    def call(self, inputs, attention_mask=None, training=None):
+    def call(self, inputs, attention_mask=None, training=None, return_attention_scores=False):
         attended = self.self_attention(
             self._sublayer_input(inputs, self.self_attention_norm),
             attention_mask=attention_mask,
+            return_attention_scores=return_attention_scores,
             training=training,
         )
+        if return_attention_scores:
+            attended, scores = attended  # scores: (batch, heads, length, length)
         x = self._add_and_norm(
             inputs, attended, self.self_attention_norm, self.self_attention_dropout, training
         )
         transformed = self.feed_forward(self._sublayer_input(x, self.feed_forward_norm))
-        return self._add_and_norm(
+        outputs = self._add_and_norm(
             x, transformed, self.feed_forward_norm, self.feed_forward_dropout, training
         )  # (batch, length, d_model)
+        return (outputs, scores) if return_attention_scores else outputs

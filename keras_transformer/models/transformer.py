@@ -217,6 +217,28 @@ class Transformer(keras.Model):
             y = block(y, encoder_outputs, training=training)
         return self.project_to_vocabulary(y)
 
+    def attention_scores(self, encoder_inputs, decoder_inputs) -> dict[str, list]:
+        """The attention probabilities of every block for a batch of source
+        ids and decoder input ids (teacher forcing, no dropout).
+
+        Returns a dict of lists with one `(batch, num_heads, query_len,
+        key_len)` tensor per layer: `"encoder"` (source over source),
+        `"decoder_self"` (target over earlier target) and `"decoder_cross"`
+        (target over source).
+        """
+        scores = {"encoder": [], "decoder_self": [], "decoder_cross": []}
+        x = self.source_embedding(encoder_inputs)
+        for block in self.encoder_blocks:
+            x, block_scores = block(x, return_attention_scores=True)
+            scores["encoder"].append(block_scores)
+        encoder_outputs = x if self.encoder_norm is None else self.encoder_norm(x)
+        y = self.target_embedding(decoder_inputs)
+        for block in self.decoder_blocks:
+            y, block_scores = block(y, encoder_outputs, return_attention_scores=True)
+            scores["decoder_self"].append(block_scores["self_attention"])
+            scores["decoder_cross"].append(block_scores["cross_attention"])
+        return scores
+
     def project_to_vocabulary(self, decoder_outputs):
         """The last decoder block's outputs to logits over the target ids."""
         if self.decoder_norm is not None:

@@ -142,3 +142,31 @@ def test_mixed_precision(target, source, policy):
     assert keras.backend.standardize_dtype(outputs.dtype) == policy.split("_")[1]
     assert all(v.dtype == "float32" for v in block.weights)
     assert np.isfinite(to_numpy(keras.ops.cast(outputs, "float32"))).all()
+
+
+def test_attention_scores_are_causal_distributions_over_real_positions(target, source):
+    block = DecoderBlock(num_heads=2, ff_dim=16)
+    plain = block(target, masked(source, SOURCE_PADDING))
+    outputs, scores = block(target, masked(source, SOURCE_PADDING), return_attention_scores=True)
+    np.testing.assert_allclose(to_numpy(outputs), to_numpy(plain), atol=1e-5)
+    own, cross = to_numpy(scores["self_attention"]), to_numpy(scores["cross_attention"])
+    assert own.shape == (2, 2, 4, 4) and cross.shape == (2, 2, 4, 6)
+    np.testing.assert_allclose(own.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(cross.sum(-1), 1.0, atol=1e-5)
+    assert np.all(np.triu(own, k=1) == 0)
+    assert np.all(cross[:, :, :, ~SOURCE_PADDING[0]][0] == 0)
+
+
+def test_attention_scores_with_a_cache_come_before_the_cache(target, source):
+    block = DecoderBlock(num_heads=2, ff_dim=16)
+    full = to_numpy(block(target, source, return_attention_scores=True)[1]["cross_attention"])
+    cache = np.zeros((2, 2, 4, 2, 4), "float32")
+    outputs, scores, cache = block(
+        target[:, :1],
+        source,
+        self_attention_cache=cache,
+        cache_index=0,
+        return_attention_scores=True,
+    )
+    assert tuple(cache.shape) == (2, 2, 4, 2, 4)
+    np.testing.assert_allclose(to_numpy(scores["cross_attention"]), full[:, :, :1], atol=1e-5)

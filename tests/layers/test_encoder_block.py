@@ -134,3 +134,15 @@ def test_rejects_bad_inputs():
         EncoderBlock(num_heads=3, ff_dim=16)(np.zeros(SHAPE, "float32"))
     with pytest.raises(ValueError, match=r"rank 3"):
         EncoderBlock(num_heads=2, ff_dim=16)(np.zeros((2, 8), "float32"))
+
+
+def test_attention_scores_leave_outputs_alone_and_skip_padding(sequence):
+    block = EncoderBlock(num_heads=2, ff_dim=16)
+    plain = to_numpy(block(masked(sequence, PADDING)))
+    outputs, scores = block(masked(sequence, PADDING), return_attention_scores=True)
+    np.testing.assert_allclose(to_numpy(outputs), plain, atol=1e-5)
+    scores = to_numpy(scores)  # (batch, heads, length, length)
+    assert scores.shape == (2, 2, 5, 5)
+    np.testing.assert_allclose(scores.sum(-1), 1.0, atol=1e-5)
+    padded_keys = np.broadcast_to(~PADDING[:, None, None, :], scores.shape)
+    assert np.all(scores[padded_keys] == 0)

@@ -182,3 +182,15 @@ def test_saved_file_loads_under_every_backend(trained_reverser, tmp_path):
         np.testing.assert_allclose(
             outputs, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max(), err_msg=other
         )
+
+
+def test_attention_scores_cover_every_layer_and_skip_source_padding():
+    model = Transformer(20, 30, num_layers=2, d_model=16, num_heads=4, ff_dim=32)
+    sources = np.array([[5, 6, 7, 0], [5, 6, 7, 8]], "int32")
+    targets = np.array([[1, 9, 0], [1, 9, 10]], "int32")
+    scores = model.attention_scores(sources, targets)
+    assert [len(scores[name]) for name in ("encoder", "decoder_self", "decoder_cross")] == [2] * 3
+    cross = to_numpy(scores["decoder_cross"][-1])  # (batch, heads, target_len, source_len)
+    assert cross.shape == (2, 4, 3, 4)
+    np.testing.assert_allclose(cross.sum(-1), 1.0, atol=1e-5)
+    assert np.all(cross[0, :, :, 3] == 0)

@@ -1,0 +1,177 @@
+"""The `keras-transformer` command: train, translate and evaluate.
+
+    keras-transformer train --out runs/fr                 # built-in number data
+    keras-transformer train --data pairs.tsv --out runs/mine --epochs 20
+    echo "seventy-one" | keras-transformer translate --model runs/fr
+    keras-transformer evaluate --model runs/fr --data pairs.tsv
+
+The backend comes from `--backend`, else from `KERAS_BACKEND`. Errors in the
+input print one line and exit with status 1; an interrupted `train` exits
+with status 130 and resumes when the same command is run again.
+"""
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import keras
+
+from keras_transformer.data.pairs import PairsFileError
+from keras_transformer.translation.run import MODEL_FILE, RunDirectoryError, TrainingOptions
+
+BACKENDS = ("tensorflow", "jax", "torch")
+PROGRAM = "keras-transformer"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line with `argv` (default: `sys.argv[1:]`) and returns
+    the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    if args.backend and args.backend != keras.backend.backend():
+        return _run_with_backend(args.backend, argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"{PROGRAM}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"{PROGRAM}: error: {where}{error.strerror or error}", file=sys.stderr)
+    except (PairsFileError, RunDirectoryError, ValueError, ImportError) as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--backend", choices=BACKENDS, help="Keras backend (default: $KERAS_BACKEND)"
+    )
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM, description="Train and use Transformer translators (Vaswani et al., 2017)."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", parents=[common], help="train, evaluate and save a translator"
+    )
+    train.add_argument("--data", help="source<TAB>target pairs (default: built-in number words)")
+    train.add_argument("--out", required=True, help="run directory for the model and reports")
+    train.add_argument(
+        "--language", default="fr", help="target language of the built-in data (default: fr)"
+    )
+    train.add_argument(
+        "--pairs", type=int, default=20000, help="pairs of built-in data (default: 20000)"
+    )
+    for field in dataclasses.fields(TrainingOptions):
+        train.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=field.type,
+            default=field.default,
+            help=f"(default: {field.default})",
+        )
+    train.set_defaults(run=_train)
+
+    translate = commands.add_parser(
+        "translate", parents=[common], help="translate sentences (arguments or stdin lines)"
+    )
+    translate.add_argument("--model", required=True, help="run directory written by train")
+    translate.add_argument("--beams", type=int, default=1, help="beam width (default: greedy)")
+    translate.add_argument(
+        "--attention", metavar="PNG", help="plot the first sentence's cross-attention here"
+    )
+    translate.add_argument("sentences", nargs="*", help="sentences (default: read stdin)")
+    translate.set_defaults(run=_translate)
+
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common], help="exact match, BLEU and chrF on a pairs file"
+    )
+    evaluate.add_argument("--model", required=True, help="run directory written by train")
+    evaluate.add_argument("--data", required=True, help="source<TAB>target pairs")
+    evaluate.add_argument("--beams", type=int, default=1, help="beam width (default: greedy)")
+    evaluate.set_defaults(run=_evaluate)
+    return parser
+
+
+def _run_with_backend(backend: str, argv: list[str]) -> int:
+    """Runs the command again in a process whose Keras uses `backend` (the
+    backend is fixed when Keras is first imported)."""
+    environment = {**os.environ, "KERAS_BACKEND": backend}
+    process = subprocess.Popen([sys.executable, "-m", "keras_transformer", *argv], env=environment)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        return process.wait()
+
+
+def _train(args) -> int:
+    from keras_transformer.data import number_splits, read_pairs, split_pairs
+    from keras_transformer.translation.run import train_translator
+
+    options = TrainingOptions(
+        **{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainingOptions)}
+    ).check()
+    if args.data:
+        splits = split_pairs(read_pairs(args.data), validation=0.1, test=0.1, seed=options.seed)
+    else:
+        splits = number_splits(count=args.pairs, language=args.language, seed=options.seed)
+    metrics = train_translator(splits, args.out, options)
+    print(_format_scores(metrics))
+    for (source, target), translation in list(
+        zip(splits["test"], metrics["translations"], strict=True)
+    )[:5]:
+        print(
+            f"  {source}  ->  {translation}"
+            + ("" if translation == target else f"  (expected {target})")
+        )
+    print(f"Saved {os.path.join(args.out, MODEL_FILE)} and the reports beside it.")
+    return 0
+
+
+def _translate(args) -> int:
+    from keras_transformer.translation.run import load_translator
+
+    sentences = args.sentences or [line.strip() for line in sys.stdin if line.strip()]
+    if not sentences:
+        raise ValueError("no sentences to translate: pass them as arguments or on stdin")
+    translator = load_translator(args.model)
+    for translation in translator.translate(sentences, beams=args.beams):
+        print(translation)
+    if args.attention:
+        from keras_transformer.translation.plots import plot_attention
+
+        maps = translator.attention_maps(sentences[0], beams=args.beams)
+        plot_attention(
+            maps["cross_attention"],
+            maps["output_tokens"],
+            maps["source_tokens"],
+            args.attention,
+            title=f"Cross-attention, last decoder layer: {sentences[0]!r}",
+        )
+    return 0
+
+
+def _evaluate(args) -> int:
+    from keras_transformer.data import read_pairs
+    from keras_transformer.translation.evaluation import evaluate_translator
+    from keras_transformer.translation.run import load_translator
+
+    pairs = read_pairs(args.data)
+    translator = load_translator(args.model)
+    print(_format_scores(evaluate_translator(translator, pairs, beams=args.beams)))
+    return 0
+
+
+def _format_scores(scores) -> str:
+    return (
+        f"exact match {scores['exact_match']:.4f}  BLEU {scores['bleu']:.2f}  "
+        f"chrF {scores['chrf']:.2f}  ({scores['sentences']} sentences)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""A Transformer together with its tokenizers: text in, text out."""
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from keras_transformer.translation.tokenizers import (
+    END_ID,
+    START_ID,
+    detokenize,
+    pack,
+    tokenize,
+    tokens_of,
+)
+from keras_transformer.validation import check_positive_int
+
+# Source batches are padded to a multiple of this many tokens, so that
+# compiled decoders are reused across batches.
+_SOURCE_LENGTH_STEP = 16
+
+
+@keras.saving.register_keras_serializable(package="keras_transformer")
+class Translator(keras.Model):
+    """A trained `Transformer` with its source and target tokenizers, saved
+    and loaded as one `.keras` file.
+
+    Args:
+        transformer: a `keras_transformer.Transformer`.
+        source_tokenizer: keras-nlp tokenizer of the source language, from
+            `keras_transformer.translation.train_tokenizer`.
+        target_tokenizer: keras-nlp tokenizer of the target language.
+        max_output_length: int. Longest translation in target tokens, the
+            start and end tokens included.
+        **kwargs: other keyword arguments of `keras.Model`, such as `name`.
+
+    Called on `{"encoder_inputs", "decoder_inputs"}` ids it returns the
+    transformer's logits; `translate` works on text.
+
+    Example:
+
+    >>> from keras_transformer.translation import train_tokenizer
+    >>> pairs = [("one", "un"), ("two", "deux")]
+    >>> source = train_tokenizer([s for s, _ in pairs], "character")
+    >>> target = train_tokenizer([t for _, t in pairs], "character")
+    >>> model = keras_transformer.Transformer(
+    ...     source.vocabulary_size(), target.vocabulary_size(),
+    ...     num_layers=1, d_model=16, num_heads=2, ff_dim=32)
+    >>> translator = keras_transformer.Translator(model, source, target)
+    >>> len(translator.translate(["one", "two"]))
+    2
+
+    Reference:
+        Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+    """
+
+    def __init__(
+        self,
+        transformer: keras.Model,
+        source_tokenizer: keras.layers.Layer,
+        target_tokenizer: keras.layers.Layer,
+        max_output_length: int = 64,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_positive_int("max_output_length", max_output_length)
+        self.transformer = transformer
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.max_output_length = max_output_length
+        # The transformer (a functional model) is built; the tokenizers have no weights.
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return self.transformer(inputs, training=training)
+
+    def encode_sources(self, sentences: Sequence[str]) -> np.ndarray:
+        """Source ids `(len(sentences), length)`, padded with 0 to a multiple
+        of 16 tokens."""
+        rows = tokenize(self.source_tokenizer, sentences)
+        longest = max((len(row) for row in rows), default=1)
+        length = -(-max(longest, 1) // _SOURCE_LENGTH_STEP) * _SOURCE_LENGTH_STEP
+        return pack(rows, length)
+
+    def translate(
+        self, sentences: Sequence[str], beams: int = 1, batch_size: int = 64
+    ) -> list[str]:
+        """Translations of `sentences`: greedy with `beams=1`, else beam search
+        with the paper's length penalty."""
+        check_positive_int("beams", beams)
+        check_positive_int("batch_size", batch_size)
+        sentences = list(sentences)
+        rows = min(batch_size, len(sentences))
+        translations = []
+        for begin in range(0, len(sentences), rows):
+            translations += self._translate_batch(sentences[begin : begin + rows], beams, rows)
+        return translations
+
+    def generate_ids(self, sentences: Sequence[str], beams: int = 1) -> np.ndarray:
+        """The target ids of the translations, start and end ids included."""
+        sampler = {"sampler": "greedy"} if beams == 1 else {"sampler": "beam", "num_beams": beams}
+        return self.transformer.generate(
+            self.encode_sources(sentences),
+            START_ID,
+            END_ID,
+            max_length=self.max_output_length,
+            **sampler,
+        )
+
+    def attention_maps(self, sentence: str, beams: int = 1) -> dict:
+        """Translates `sentence` and returns the attention that produced the
+        translation: `"source_tokens"`, `"output_tokens"` (each generated token,
+        the end token included), and numpy `(num_heads, query_len, key_len)`
+        arrays of the last layers: `"encoder_self_attention"` (source over
+        source) and `"cross_attention"` (output over source)."""
+        token_ids = self.generate_ids([sentence], beams)[0]
+        token_ids = (
+            token_ids[: list(token_ids).index(END_ID) + 1] if END_ID in token_ids else token_ids
+        )
+        source_ids = tokenize(self.source_tokenizer, [sentence])[0]
+        scores = self.transformer.attention_scores(
+            np.array([source_ids], "int32"), token_ids[None, :-1]
+        )
+        return {
+            "source_tokens": tokens_of(self.source_tokenizer, source_ids),
+            "output_tokens": tokens_of(self.target_tokenizer, token_ids[1:]),
+            "encoder_self_attention": keras.ops.convert_to_numpy(scores["encoder"][-1])[0],
+            "cross_attention": keras.ops.convert_to_numpy(scores["decoder_cross"][-1])[0],
+        }
+
+    def _translate_batch(self, sentences, beams, rows):
+        # A short last batch is filled up so that it reuses the compiled decoder.
+        filled = sentences + sentences[:1] * (rows - len(sentences))
+        token_ids = self.generate_ids(filled, beams)[: len(sentences)]
+        return detokenize(self.target_tokenizer, token_ids)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "transformer": keras.saving.serialize_keras_object(self.transformer),
+                "source_tokenizer": keras.saving.serialize_keras_object(self.source_tokenizer),
+                "target_tokenizer": keras.saving.serialize_keras_object(self.target_tokenizer),
+                "max_output_length": self.max_output_length,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in ("transformer", "source_tokenizer", "target_tokenizer"):
+            config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
