@@ -24,8 +24,9 @@ test: install
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi
 
+# English number words to French, trained, evaluated and saved to runs/numbers.
 demo: install
-	KERAS_BACKEND=$(DEMO_BACKEND) $(PYTHON) examples/reverse_sequence.py --out runs/reverse
+	KERAS_BACKEND=$(DEMO_BACKEND) $(PYTHON) examples/translate_numbers.py --out runs/numbers
 
 # Decoding speed under every backend; see docs/benchmarks.md.
 bench: install

@@ -119,7 +119,8 @@ def _train(args) -> int:
         splits = split_pairs(read_pairs(args.data), validation=0.1, test=0.1, seed=options.seed)
     else:
         splits = number_splits(count=args.pairs, language=args.language, seed=options.seed)
-    metrics = train_translator(splits, args.out, options)
+    # A progress bar on a terminal, one line per epoch in a log file.
+    metrics = train_translator(splits, args.out, options, verbose=1 if sys.stdout.isatty() else 2)
     print(_format_scores(metrics))
     for (source, target), translation in list(
         zip(splits["test"], metrics["translations"], strict=True)

@@ -2,7 +2,7 @@
 
 import os
 import re
-import subprocess
+import runpy
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,14 +23,50 @@ def test_quickstart_runs(tmp_path, monkeypatch):
     assert os.path.exists(tmp_path / "reverser.keras")
 
 
-def test_demo_script_trains_and_saves(tmp_path):
-    script = os.path.join(ROOT, "examples", "reverse_sequence.py")
-    run = subprocess.run(
-        [sys.executable, script, "--out", str(tmp_path), "--samples", "256", "--epochs", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
+def run_example(name, *args, monkeypatch, capsys):
+    """Runs `examples/name` in this process with `args` and returns what it printed."""
+    monkeypatch.setattr(sys, "argv", [name, *args])
+    runpy.run_path(os.path.join(ROOT, "examples", name), run_name="__main__")
+    return capsys.readouterr().out
+
+
+def test_translation_demo_trains_scores_and_saves(tmp_path, monkeypatch, capsys):
+    printed = run_example(
+        "translate_numbers.py",
+        *("--out", str(tmp_path), "--pairs", "400", "--epochs", "1"),
+        monkeypatch=monkeypatch,
+        capsys=capsys,
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "Held-out token accuracy" in run.stdout
+    assert "Test: exact match" in printed and "BLEU" in printed
     assert os.path.exists(tmp_path / "model.keras")
+
+
+def test_reverse_example_trains_and_saves(tmp_path, monkeypatch, capsys):
+    printed = run_example(
+        "reverse_sequence.py",
+        *("--out", str(tmp_path), "--samples", "256", "--epochs", "1"),
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert "Held-out token accuracy" in printed
+    assert os.path.exists(tmp_path / "model.keras")
+
+
+def test_classification_example_runs(monkeypatch, capsys):
+    printed = run_example(
+        "classify_language.py",
+        *("--numbers", "100", "--epochs", "1"),
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert "Test accuracy" in printed
+
+
+def test_language_model_example_runs(monkeypatch, capsys):
+    printed = run_example(
+        "count_with_a_language_model.py",
+        *("--numbers", "60", "--epochs", "1"),
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert printed.count("'three hundred and twelve, ") == 1

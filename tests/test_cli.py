@@ -1,0 +1,203 @@
+"""The `keras-transformer` command, end to end on tiny data."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from keras_transformer.cli import main
+from keras_transformer.data import number_pairs
+from tests.helpers import BACKEND
+
+TINY = ["--epochs", "2", "--num-layers", "1", "--d-model", "16", "--ff-dim", "32"]
+
+
+def command(*args):
+    return [sys.executable, "-m", "keras_transformer", *args]
+
+
+def run(*args, **kwargs):
+    environment = {**os.environ, "KERAS_BACKEND": BACKEND}
+    return subprocess.run(command(*args), capture_output=True, text=True, env=environment, **kwargs)
+
+
+def write_pairs(path, pairs):
+    path.write_text("".join(f"{source}\t{target}\n" for source, target in pairs), "utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A run trained in this process on a small pairs file."""
+    root = tmp_path_factory.mktemp("cli")
+    data = write_pairs(root / "pairs.tsv", number_pairs(count=300, max_number=1000, seed=5))
+    out = str(root / "run")
+    assert main(["train", "--data", data, "--out", out, *TINY]) == 0
+    return data, out
+
+
+def test_train_writes_model_metrics_and_pictures(trained_run):
+    _, out = trained_run
+    for name in (
+        "model.keras",
+        "metrics.json",
+        "test_translations.tsv",
+        "training_curves.png",
+        "attention_cross.png",
+        "attention_encoder.png",
+        "positional_encoding.png",
+    ):
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+    with open(os.path.join(out, "attention_cross.png"), "rb") as file:
+        assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as file:
+        metrics = json.load(file)
+    assert metrics["backend"] == BACKEND and metrics["sentences"] == 30
+    assert 0 <= metrics["exact_match"] <= 1 and 0 <= metrics["chrf"] <= 100
+    assert not os.path.exists(os.path.join(out, "training_state", "backup"))
+
+
+def test_translate_in_a_new_process_matches_training(trained_run):
+    _, out = trained_run
+    with open(os.path.join(out, "test_translations.tsv"), encoding="utf-8") as file:
+        rows = [line.rstrip("\n").split("\t") for line in file]
+    sources = "\n".join(source for source, _, _ in rows) + "\n"
+    result = run("translate", "--model", out, input=sources, check=True)
+    assert result.stdout.splitlines() == [translation for _, _, translation in rows]
+
+
+def test_evaluate_scores_a_pairs_file(trained_run, capsys):
+    data, out = trained_run
+    assert main(["evaluate", "--model", out, "--data", data]) == 0
+    printed = capsys.readouterr().out
+    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as file:
+        metrics = json.load(file)
+    # The file holds the test split and more; its scores are computed afresh.
+    assert printed.startswith("exact match ") and "BLEU" in printed and "chrF" in printed
+    assert "(300 sentences)" in printed and metrics["sentences"] == 30
+
+
+def test_translate_plots_attention(trained_run, tmp_path, capsys):
+    _, out = trained_run
+    picture = tmp_path / "attention.png"
+    assert main(["translate", "--model", out, "--attention", str(picture), "twelve"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert picture.read_bytes()[:4] == b"\x89PNG"
+
+
+def epochs_logged(out):
+    with open(os.path.join(out, "training_state", "history.csv"), encoding="utf-8") as file:
+        return [int(row["epoch"]) for row in csv.DictReader(file)]
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+    out = str(tmp_path / "run")
+    args = ["train", "--out", out, "--pairs", "3000", "--batch-size", "8", "--epochs", "4"]
+    args += TINY[2:]
+    environment = {**os.environ, "KERAS_BACKEND": BACKEND}
+    process = subprocess.Popen(
+        command(*args), env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    history = os.path.join(out, "training_state", "history.csv")
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if os.path.exists(history) and len(epochs_logged(out)) >= 1:
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before = epochs_logged(out)
+    assert 1 <= len(finished_before) < 4, "the run was not stopped mid-training"
+    resumed = run(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert epochs_logged(out) == [0, 1, 2, 3]
+    epochs_run = [
+        line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("Epoch ")
+    ]
+    first_epoch = int(epochs_run[0].split("/")[0])
+    assert first_epoch == len(finished_before) + 1
+
+
+def test_resuming_with_other_options_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    backup = out / "training_state" / "backup"
+    backup.mkdir(parents=True)
+    (backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    (out / "training_state" / "options.json").write_text(json.dumps({"epochs": 3}))
+    assert main(["train", "--out", str(out), "--epochs", "4"]) == 1
+    error = capsys.readouterr().err
+    assert "unfinished run with other options" in error and "epochs: 3 -> 4" in error
+
+
+def bad_files(tmp_path):
+    missing = tmp_path / "missing.tsv"
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    no_tab = tmp_path / "no_tab.tsv"
+    no_tab.write_text("one\tun\ntwo deux\n")
+    latin = tmp_path / "latin.tsv"
+    latin.write_bytes("été\tsummer\n".encode("latin-1"))
+    empty_target = tmp_path / "empty_target.tsv"
+    empty_target.write_text("one\tun\ntwo\t \n")
+    return [
+        (missing, "missing.tsv: No such file or directory"),
+        (empty, "no sentence pairs"),
+        (no_tab, "no_tab.tsv:2: no tab between source and target"),
+        (latin, "not UTF-8"),
+        (empty_target, "empty_target.tsv:2: empty target"),
+    ]
+
+
+def test_bad_data_files_give_one_line_and_status_1(tmp_path, capsys):
+    for path, message in bad_files(tmp_path):
+        assert main(["train", "--data", str(path), "--out", str(tmp_path / "run")]) == 1
+        error = capsys.readouterr().err
+        assert message in error and error.count("\n") == 1, error
+
+
+def test_a_directory_without_a_model_is_reported(tmp_path, capsys):
+    assert main(["translate", "--model", str(tmp_path), "one"]) == 1
+    assert "does not hold a model (model.keras is missing)" in capsys.readouterr().err
+    (tmp_path / "model.keras").write_text("not a zip file")
+    assert main(["translate", "--model", str(tmp_path), "one"]) == 1
+    assert "cannot be loaded as a model" in capsys.readouterr().err
+
+
+def test_bad_options_are_reported(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path), "--d-model", "30", "--num-heads", "4"]) == 1
+    assert "`d_model` must be divisible by `num_heads`" in capsys.readouterr().err
+
+
+def test_errors_in_a_new_process_have_no_traceback(tmp_path):
+    result = run("evaluate", "--model", str(tmp_path), "--data", "x.tsv")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "keras-transformer: error: x.tsv: No such file or directory"
+    )
+
+
+def test_backend_flag_reruns_the_command_under_that_backend(monkeypatch):
+    launched = {}
+
+    class FakeProcess:
+        def __init__(self, args, env):
+            launched.update(args=args, backend=env["KERAS_BACKEND"])
+
+        def wait(self):
+            return 7
+
+    monkeypatch.setattr(subprocess, "Popen", FakeProcess)
+    other = next(name for name in ("tensorflow", "jax", "torch") if name != BACKEND)
+    args = ["translate", "--backend", other, "--model", "runs/x", "one"]
+    assert main(args) == 7
+    assert launched == {
+        "args": [sys.executable, "-m", "keras_transformer", *args],
+        "backend": other,
+    }

@@ -1,0 +1,92 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_transformer import Transformer, Translator
+from keras_transformer.translation import END_ID, START_ID, tokenize, train_tokenizer
+
+PAIRS = [
+    ("one", "un"),
+    ("two", "deux"),
+    ("twenty-one", "vingt et un"),
+    ("seventy-one", "soixante et onze"),
+    ("ninety-nine thousand", "quatre-vingt-dix-neuf mille"),
+]
+SOURCES = [source for source, _ in PAIRS]
+
+
+def make_translator(kind="wordpiece"):
+    source = train_tokenizer(SOURCES, kind, vocabulary_size=100)
+    target = train_tokenizer([target for _, target in PAIRS], kind, vocabulary_size=100)
+    transformer = Transformer(
+        source.vocabulary_size(),
+        target.vocabulary_size(),
+        num_layers=1,
+        d_model=16,
+        num_heads=2,
+        ff_dim=32,
+        seed=3,
+    )
+    return Translator(transformer, source, target, max_output_length=12)
+
+
+@pytest.fixture(scope="module")
+def translator():
+    return make_translator()
+
+
+def test_translate_decodes_what_generate_produces(translator):
+    token_ids = translator.generate_ids(SOURCES)
+    assert np.all(token_ids[:, 0] == START_ID) and token_ids.shape[1] <= 12
+    expected = []
+    for row in token_ids:
+        row = list(row[1:])
+        row = row[: row.index(END_ID)] if END_ID in row else row
+        expected.append(translator.target_tokenizer.detokenize([[t for t in row if t]])[0])
+    assert translator.translate(SOURCES) == expected
+
+
+def test_batches_do_not_change_translations(translator):
+    together = translator.translate(SOURCES)
+    assert translator.translate(SOURCES, batch_size=2) == together
+    assert [translator.translate([s])[0] for s in SOURCES] == together
+
+
+def test_sources_pad_to_a_multiple_of_16(translator):
+    ids = translator.encode_sources(SOURCES)
+    assert ids.shape == (5, 16)
+    assert [list(row[row > 0]) for row in ids] == tokenize(translator.source_tokenizer, SOURCES)
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "character"])
+def test_keras_file_keeps_tokenizers_and_weights(kind, tmp_path):
+    translator = make_translator(kind)
+    path = str(tmp_path / "translator.keras")
+    translator.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored, Translator)
+    assert restored.max_output_length == 12
+    assert tokenize(restored.source_tokenizer, SOURCES) == tokenize(
+        translator.source_tokenizer, SOURCES
+    )
+    assert restored.translate(SOURCES) == translator.translate(SOURCES)
+    assert restored.translate(SOURCES, beams=3) == translator.translate(SOURCES, beams=3)
+
+
+def test_attention_maps_label_every_row_and_column(translator):
+    maps = translator.attention_maps("seventy-one")
+    source_tokens, output_tokens = maps["source_tokens"], maps["output_tokens"]
+    assert source_tokens == [
+        translator.source_tokenizer.id_to_token(i)
+        for i in tokenize(translator.source_tokenizer, ["seventy-one"])[0]
+    ]
+    assert maps["cross_attention"].shape == (2, len(output_tokens), len(source_tokens))
+    assert maps["encoder_self_attention"].shape == (2, len(source_tokens), len(source_tokens))
+    np.testing.assert_allclose(maps["cross_attention"].sum(-1), 1.0, atol=1e-5)
+
+
+def test_bad_arguments_name_themselves(translator):
+    with pytest.raises(ValueError, match="`beams` must be a positive integer"):
+        translator.translate(SOURCES, beams=0)
+    with pytest.raises(ValueError, match="`max_output_length`"):
+        Translator(translator.transformer, None, None, max_output_length=0)
