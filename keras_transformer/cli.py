@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--pairs", type=int, default=20000, help="pairs of built-in data (default: 20000)"
     )
+    train.add_argument("--no-pictures", action="store_true", help="skip the PNGs")
     for field in dataclasses.fields(TrainingOptions):
         train.add_argument(
             "--" + field.name.replace("_", "-"),
@@ -120,7 +121,13 @@ def _train(args) -> int:
     else:
         splits = number_splits(count=args.pairs, language=args.language, seed=options.seed)
     # A progress bar on a terminal, one line per epoch in a log file.
-    metrics = train_translator(splits, args.out, options, verbose=1 if sys.stdout.isatty() else 2)
+    metrics = train_translator(
+        splits,
+        args.out,
+        options,
+        verbose=1 if sys.stdout.isatty() else 2,
+        pictures=not args.no_pictures,
+    )
     print(_format_scores(metrics))
     for (source, target), translation in list(
         zip(splits["test"], metrics["translations"], strict=True)

@@ -81,14 +81,15 @@ def train_translator(
     options: TrainingOptions | None = None,
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
+    pictures: bool = True,
 ) -> dict:
     """Trains a `Translator` on `splits["train"]`, validating on
     `splits["validation"]` each epoch, and evaluates it on `splits["test"]`.
 
     Writes to `directory`: `model.keras` (the translator with its
-    tokenizers), `metrics.json`, `test_translations.tsv` and the PNGs
-    (training curves, attention of the first test sentence, positional
-    encoding). Checkpoints go to `directory/training_state` after every
+    tokenizers), `metrics.json`, `test_translations.tsv` and, with
+    `pictures`, the PNGs (training curves, attention of the first test
+    sentence, positional encoding). Checkpoints go to `directory/training_state` after every
     epoch: run the same call again after an interruption and training goes on
     from the last finished epoch. Returns the metrics.
     """
@@ -173,7 +174,8 @@ def train_translator(
             for (source, target), translation in zip(splits["test"], translations, strict=True)
         ),
     )
-    _draw_pictures(directory, translator, splits["test"][0][0], state.history())
+    if pictures:
+        _draw_pictures(directory, translator, splits["test"][0][0], state.history())
     return {**metrics, "translations": translations}
 
 

@@ -124,7 +124,8 @@ def save_tokenizer(tokenizer, directory: str | os.PathLike) -> None:
     import keras
 
     os.makedirs(directory, exist_ok=True)
-    tokenizer.save_assets(directory)
+    if hasattr(tokenizer, "save_assets"):  # vocabulary files; character tokenizers have none
+        tokenizer.save_assets(directory)
     with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as file:
         json.dump(keras.saving.serialize_keras_object(tokenizer), file)
 
@@ -135,5 +136,6 @@ def load_tokenizer(directory: str | os.PathLike):
 
     with open(os.path.join(directory, "config.json"), encoding="utf-8") as file:
         tokenizer = keras.saving.deserialize_keras_object(json.load(file))
-    tokenizer.load_assets(directory)
+    if hasattr(tokenizer, "load_assets"):
+        tokenizer.load_assets(directory)
     return tokenizer

@@ -11,7 +11,8 @@ def test_exact_match_counts_identical_strings():
 
 
 def test_perfect_translations_score_100():
-    references = ["soixante et onze", "quatre-vingt-dix-neuf mille"]
+    # BLEU needs 4-grams: sentences of four words or more.
+    references = ["soixante et onze mille cent", "quatre-vingt-dix-neuf mille deux cent trois"]
     scores = score_translations(references, references)
     assert scores["bleu"] == pytest.approx(100.0)
     assert scores["chrf"] == pytest.approx(100.0)
