@@ -8,9 +8,11 @@ import pytest
 import keras_transformer
 from keras_transformer import training
 
-PUBLIC = [getattr(keras_transformer, name) for name in keras_transformer.__all__[:-1]] + [
-    getattr(training, name) for name in training.__all__ if name != "paper_optimizer"
-]
+PUBLIC = [
+    getattr(keras_transformer, name)
+    for name in keras_transformer.__all__
+    if name not in ("training", "translation")
+] + [getattr(training, name) for name in training.__all__ if name != "paper_optimizer"]
 
 
 @pytest.mark.parametrize("public", PUBLIC, ids=lambda public: public.__name__)

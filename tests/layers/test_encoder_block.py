@@ -146,3 +146,13 @@ def test_attention_scores_leave_outputs_alone_and_skip_padding(sequence):
     np.testing.assert_allclose(scores.sum(-1), 1.0, atol=1e-5)
     padded_keys = np.broadcast_to(~PADDING[:, None, None, :], scores.shape)
     assert np.all(scores[padded_keys] == 0)
+
+
+def test_attention_scores_in_a_functional_model(sequence):
+    inputs = keras.Input((None, 8))
+    outputs, scores = EncoderBlock(num_heads=2, ff_dim=16)(inputs, return_attention_scores=True)
+    assert tuple(scores.shape) == (None, 2, None, None)
+    model = keras.Model(inputs, [outputs, scores])
+    computed_outputs, computed_scores = model(sequence)
+    assert to_numpy(computed_outputs).shape == (2, 5, 8)
+    assert to_numpy(computed_scores).shape == (2, 2, 5, 5)
