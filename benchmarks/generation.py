@@ -13,11 +13,11 @@ import argparse
 import json
 import os
 import platform
-import time
 
 import keras
 import numpy as np
 
+from benchmarks.common import interleaved_times
 from keras_transformer import Transformer
 
 START, END = 1, 2
@@ -36,6 +36,35 @@ def build_model(args):
     )
 
 
+def keras_nlp_bart_greedy(args, sources, max_length):
+    """keras-nlp's `BartSeq2SeqLM.generate` (cached greedy) on a randomly
+    initialised backbone of the same size, token ids in, no stop token, so
+    that every row decodes `max_length - 1` tokens."""
+    import keras_nlp
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_nlp.models.BartBackbone(
+        vocabulary_size=args.vocabulary,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        hidden_dim=args.d_model,
+        intermediate_dim=4 * args.d_model,
+        dropout=0.0,
+        max_sequence_length=max(args.source_length, max_length),
+    )
+    model = keras_nlp.models.BartSeq2SeqLM(backbone=backbone, preprocessor=None)
+    model.compile(sampler="greedy")
+    decoder_ids = np.zeros((len(sources), max_length), "int32")
+    decoder_ids[:, 0] = START
+    inputs = {
+        "encoder_token_ids": sources,
+        "encoder_padding_mask": sources != 0,
+        "decoder_token_ids": decoder_ids,
+        "decoder_padding_mask": decoder_ids != 0,
+    }
+    return lambda: model.generate(inputs, stop_token_ids=None)
+
+
 def recompute_greedy(model, sources, max_length):
     """Greedy decoding that re-runs the whole model at every step."""
     buffer = np.zeros((len(sources), max_length), "int32")
@@ -45,20 +74,6 @@ def recompute_greedy(model, sources, max_length):
         logits = keras.ops.convert_to_numpy(logits)[:, index - 1, 1:]
         buffer[:, index] = 1 + np.argmax(logits, axis=-1)
     return buffer
-
-
-def interleaved_times(functions, repeats):
-    """Seconds of each call of each function, after one warm-up call each,
-    taken in turns (A B C A B C ...) so that drifts hit all alike."""
-    for function in functions.values():
-        function()
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def main():
@@ -90,6 +105,7 @@ def main():
         "cached greedy": generate("greedy"),
         "cached beam 4": generate("beam"),
         "full recomputation greedy": lambda: recompute_greedy(model, sources, max_length),
+        "keras-nlp BartSeq2SeqLM greedy": keras_nlp_bart_greedy(args, sources, max_length),
     }
     tokens = args.batch * args.tokens
     results = {

@@ -73,12 +73,12 @@ for (source, target), translation in list(zip(splits["test"], scores["translatio
     :5
 ]:
     print(f"  {source} -> {translation}" + ("" if translation == target else f" (not {target})"))
-print("Beam search (4):", translator.translate(["seventy-one", "ninety-nine thousand"], beams=4))
+sample = [source for source, _ in splits["test"][:20]]
+print("Beam search (4 beams):", translator.translate(sample[:2], beams=4))
 
 # 5. Save model and tokenizers as one file; a loaded copy translates alike.
 path = os.path.join(args.out, "model.keras")
 save_atomically(translator, path)
 restored = keras.saving.load_model(path)
-sample = [source for source, _ in splits["test"][:20]]
 assert restored.translate(sample) == translator.translate(sample)
 print(f"Saved {path} in {time.time() - started:.0f} s total.")
