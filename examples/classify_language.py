@@ -57,7 +57,11 @@ for _ in range(2):
 x = keras.layers.GlobalAveragePooling1D()(x)  # skips the padding through the Keras mask
 outputs = keras.layers.Dense(len(LANGUAGES), activation="softmax")(x)
 model = keras.Model(inputs, outputs)
-model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+model.compile(
+    optimizer=keras.optimizers.Adam(1e-3),
+    loss="sparse_categorical_crossentropy",
+    metrics=["accuracy"],
+)
 model.fit(ids[~is_test], labels[~is_test], batch_size=64, epochs=args.epochs, verbose=2)
 
 _, accuracy = model.evaluate(ids[is_test], labels[is_test], verbose=0)

@@ -52,15 +52,22 @@ model.compile(
 model.fit(inputs, targets, batch_size=64, epochs=args.epochs, verbose=2)
 
 
-def continue_text(prompt: str, characters: int) -> str:
-    """Greedy continuation, recomputing the last `window` characters each step."""
-    [row] = tokenize(tokenizer, [prompt])
+def continue_texts(prompts: list[str], characters: int) -> list[str]:
+    """Greedy continuations. Each step reads the last `window` characters,
+    right-aligned and left-padded with 0 (padding the mask skips), so every
+    step has the same shape and reuses the compiled computation."""
+    rows = tokenize(tokenizer, prompts)
     for _ in range(characters):
-        context = np.array([row[-args.window :]], "int32")
-        next_id = int(np.argmax(keras.ops.convert_to_numpy(model(context))[0, -1]))
-        row.append(next_id)
-    return detokenize(tokenizer, [row])[0]
+        context = np.zeros((len(rows), args.window), "int32")
+        for index, row in enumerate(rows):
+            recent = row[-args.window :]
+            context[index, args.window - len(recent) :] = recent
+        logits = keras.ops.convert_to_numpy(model.predict_on_batch(context))[:, -1]
+        for row, next_id in zip(rows, np.argmax(logits, axis=-1), strict=True):
+            row.append(int(next_id))
+    return detokenize(tokenizer, rows)
 
 
-for prompt in ["three hundred and twelve, ", "one thousand, five hundred and ninety-eight, "]:
-    print(repr(continue_text(prompt, 80)))
+prompts = ["three hundred and twelve, ", "one thousand, five hundred and ninety-eight, "]
+for text in continue_texts(prompts, 80):
+    print(repr(text))

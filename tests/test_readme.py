@@ -33,22 +33,11 @@ def run_example(name, *args, monkeypatch, capsys):
 def test_translation_demo_trains_scores_and_saves(tmp_path, monkeypatch, capsys):
     printed = run_example(
         "translate_numbers.py",
-        *("--out", str(tmp_path), "--pairs", "400", "--epochs", "1"),
+        *("--out", str(tmp_path), "--pairs", "200", "--epochs", "1"),
         monkeypatch=monkeypatch,
         capsys=capsys,
     )
     assert "Test: exact match" in printed and "BLEU" in printed
-    assert os.path.exists(tmp_path / "model.keras")
-
-
-def test_reverse_example_trains_and_saves(tmp_path, monkeypatch, capsys):
-    printed = run_example(
-        "reverse_sequence.py",
-        *("--out", str(tmp_path), "--samples", "256", "--epochs", "1"),
-        monkeypatch=monkeypatch,
-        capsys=capsys,
-    )
-    assert "Held-out token accuracy" in printed
     assert os.path.exists(tmp_path / "model.keras")
 
 

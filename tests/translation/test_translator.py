@@ -48,8 +48,6 @@ def test_translate_decodes_what_generate_produces(translator):
 
 
 def test_batches_do_not_change_translations(translator):
-    together = translator.translate(SOURCES, beams=2)
-    assert translator.translate(SOURCES, beams=2, batch_size=2) == together
     together = translator.translate(SOURCES)
     assert translator.translate(SOURCES, batch_size=2) == together
     assert [translator.translate([s])[0] for s in SOURCES] == together
@@ -94,3 +92,17 @@ def test_bad_arguments_name_themselves(translator):
         translator.translate(SOURCES, beams=0)
     with pytest.raises(ValueError, match="`max_output_length`"):
         Translator(translator.transformer, None, None, max_output_length=0)
+
+
+def test_training_run_pictures(translator, tmp_path):
+    from keras_transformer.translation.run import _draw_pictures
+
+    history = {"loss": [2.0, 1.0], "val_loss": [2.1, 1.2]}
+    _draw_pictures(tmp_path, translator, "seventy-one", history)
+    for name in (
+        "attention_cross.png",
+        "attention_encoder.png",
+        "positional_encoding.png",
+        "training_curves.png",
+    ):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
