@@ -15,7 +15,6 @@ machine's measured float32 matmul rate.
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 
@@ -120,6 +119,16 @@ def training_flops(config):
     return 3 * (encoder + decoder + output)
 
 
+def peak_resident_mib():
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not
+    inherited from the parent process across exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def peak_memory_mib(name, arguments):
     """Peak resident memory of a process that trains only `name`."""
     command = [sys.executable, "-m", "benchmarks.training", "--memory-of", name, *arguments]
@@ -145,7 +154,7 @@ def main():
 
     if args.memory_of:
         fit(compiled(args.memory_of, config), inputs, labels, args.batch)
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(peak_resident_mib())
         return
 
     models = {name: compiled(name, config) for name in BUILDERS}
