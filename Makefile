@@ -28,9 +28,10 @@ test: install
 demo: install
 	KERAS_BACKEND=$(DEMO_BACKEND) $(PYTHON) examples/translate_numbers.py --out runs/numbers
 
-# Decoding speed under every backend; see docs/benchmarks.md.
+# Speed against keras-nlp and keras under every backend; see docs/benchmarks.md.
 bench: install
-	$(PYTHON) -m benchmarks generation
+	$(PYTHON) -m benchmarks training generation attention
+	$(PYTHON) -m benchmarks training --size large
 
 lint: install
 	$(VENV)/bin/ruff check .
