@@ -73,5 +73,6 @@ def plot_training_curves(
                 axes.plot(range(1, len(values) + 1), values, marker="o", label=label)
         axes.set_xlabel("epoch")
         axes.set_title(metric.replace("_", " "))
-        axes.legend()
+        if axes.lines:
+            axes.legend()
     figure.savefig(path, dpi=120)
