@@ -147,7 +147,6 @@ def main():
         for backend in args.backends.split(","):
             print(f"running {benchmark} {key} under {backend} ...", flush=True)
             summaries.append(run_backend(benchmark, backend, extra_arguments))
-        print(TABLES[benchmark](summaries))
         saved = os.path.join(DOCS, f"{benchmark}_results.json")
         results = {}
         if os.path.exists(saved):
@@ -157,6 +156,7 @@ def main():
         results[key] = summaries
         with open(saved, "w") as file:
             json.dump(results, file, indent=1)
+        print(TABLES[benchmark](summaries))
     draw_chart(os.path.join(DOCS, "benchmark_ratios.png"))
 
 

@@ -147,6 +147,7 @@ def main():
     parser.add_argument("--memory-of", choices=BUILDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     config = {
+        "size": args.size,
         **SIZES[args.size],
         **{k: getattr(args, k) for k in ("batch", "length", "vocabulary")},
     }
