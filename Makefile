@@ -31,7 +31,7 @@ demo: install
 # Speed against keras-nlp and keras under every backend; see docs/benchmarks.md.
 bench: install
 	$(PYTHON) -m benchmarks training generation attention
-	$(PYTHON) -m benchmarks training --size large
+	$(PYTHON) -m benchmarks training --size large --steps 2 --repeats 3
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -37,11 +37,11 @@ def model_around(name, config, length):
     inputs = keras.Input((length, config["d_model"]))
     padding = keras.Input((length,), dtype="bool")
     layer = BUILDERS[name](config)
+    key_padding = padding[:, None, :]  # (batch, 1, key_len): the same mask for both
     if name == "ours":
-        attention_mask = keras.ops.logical_and(padding[:, None, :], padding[:, :, None])
-        outputs = layer(inputs, attention_mask=attention_mask)
+        outputs = layer(inputs, attention_mask=key_padding)
     else:
-        outputs = layer(inputs, inputs, attention_mask=padding[:, None, :])
+        outputs = layer(inputs, inputs, attention_mask=key_padding)
     model = keras.Model([inputs, padding], outputs)
     model.compile(keras.optimizers.SGD(1e-3), "mse")
     return model

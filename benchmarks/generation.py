@@ -17,7 +17,7 @@ import platform
 import keras
 import numpy as np
 
-from benchmarks.common import interleaved_times
+from benchmarks.common import interleaved_times, rates
 from keras_transformer import Transformer
 
 START, END = 1, 2
@@ -109,10 +109,7 @@ def main():
     }
     tokens = args.batch * args.tokens
     results = {
-        name: {
-            "tokens_per_second": tokens / float(np.median(times)),
-            "spread": [tokens / max(times), tokens / min(times)],
-        }
+        name: rates(times, tokens)
         for name, times in interleaved_times(candidates, args.repeats).items()
     }
     summary = {

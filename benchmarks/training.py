@@ -27,7 +27,7 @@ from keras_transformer.training import paper_optimizer
 
 SIZES = {
     "base": {"d_model": 256, "layers": 2, "heads": 4, "ff_dim": 1024},
-    "large": {"d_model": 512, "layers": 4, "heads": 8, "ff_dim": 2048},
+    "large": {"d_model": 512, "layers": 3, "heads": 8, "ff_dim": 2048},
 }
 
 

@@ -282,20 +282,28 @@ def _draw_pictures(directory, translator, sentence: str, history) -> None:
     from keras_transformer.translation import plots
 
     maps = translator.attention_maps(sentence)
-    plots.plot_attention(
-        maps["cross_attention"],
-        maps["output_tokens"],
-        maps["source_tokens"],
-        os.path.join(directory, "attention_cross.png"),
-        title=f"Cross-attention, last decoder layer: {sentence!r}",
+    attention_pictures = (
+        (
+            "cross_attention",
+            "output_tokens",
+            "attention_cross.png",
+            "Cross-attention, last decoder",
+        ),
+        (
+            "encoder_self_attention",
+            "source_tokens",
+            "attention_encoder.png",
+            "Self-attention, last encoder",
+        ),
     )
-    plots.plot_attention(
-        maps["encoder_self_attention"],
-        maps["source_tokens"],
-        maps["source_tokens"],
-        os.path.join(directory, "attention_encoder.png"),
-        title=f"Self-attention, last encoder layer: {sentence!r}",
-    )
+    for scores, query_tokens, file_name, title in attention_pictures:
+        plots.plot_attention(
+            maps[scores],
+            maps[query_tokens],
+            maps["source_tokens"],
+            os.path.join(directory, file_name),
+            title=f"{title} layer: {sentence!r}",
+        )
     plots.plot_positional_encoding(
         keras.ops.convert_to_numpy(
             sinusoidal_encoding(
