@@ -1,13 +1,31 @@
 """A complete training run: tokenizers, the paper's recipe with `model.fit`,
 checkpoints that survive an interruption, evaluation, saving and pictures."""
 
+import csv
 import dataclasses
 import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+import keras
+
 from keras_transformer.data.pairs import Pair
+from keras_transformer.layers.positional_encoding import sinusoidal_encoding
+from keras_transformer.models.transformer import Transformer
+from keras_transformer.saving import save_atomically
+from keras_transformer.training import MaskedAccuracy, MaskedCrossEntropy, paper_optimizer
+from keras_transformer.translation import plots
+from keras_transformer.translation.evaluation import evaluate_translator
+from keras_transformer.translation.tokenizers import (
+    TOKENIZER_KINDS,
+    load_tokenizer,
+    save_tokenizer,
+    train_tokenizer,
+    training_arrays,
+)
+from keras_transformer.translation.translator import Translator
+from keras_transformer.validation import check_choice, check_positive_int, check_rate
 
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
@@ -39,9 +57,6 @@ class TrainingOptions:
 
     def check(self) -> "TrainingOptions":
         """Raises `ValueError` naming the first option out of range."""
-        from keras_transformer.translation.tokenizers import TOKENIZER_KINDS
-        from keras_transformer.validation import check_choice, check_positive_int, check_rate
-
         for name in (
             "epochs",
             "batch_size",
@@ -93,15 +108,6 @@ def train_translator(
     epoch: run the same call again after an interruption and training goes on
     from the last finished epoch. Returns the metrics.
     """
-    import keras
-
-    from keras_transformer.models.transformer import Transformer
-    from keras_transformer.saving import save_atomically
-    from keras_transformer.training import MaskedAccuracy, MaskedCrossEntropy, paper_optimizer
-    from keras_transformer.translation.evaluation import evaluate_translator
-    from keras_transformer.translation.tokenizers import training_arrays
-    from keras_transformer.translation.translator import Translator
-
     options = (options or TrainingOptions()).check()
     for split in ("train", "validation", "test"):
         if not splits.get(split):
@@ -182,10 +188,6 @@ def train_translator(
 def load_translator(directory: str | os.PathLike):
     """The `Translator` saved in `directory/model.keras`; raises
     `RunDirectoryError` when there is none or it cannot be read."""
-    import keras
-
-    import keras_transformer.translation  # noqa: F401  (registers the classes)
-
     path = os.path.join(directory, MODEL_FILE)
     if not os.path.isdir(directory):
         raise RunDirectoryError(f"{directory}: no such directory")
@@ -231,12 +233,6 @@ class _RunState:
     def tokenizers(self, train_pairs):
         """The run's tokenizers: trained on the training pairs for a new run,
         read back from disk for a resumed one."""
-        from keras_transformer.translation.tokenizers import (
-            load_tokenizer,
-            save_tokenizer,
-            train_tokenizer,
-        )
-
         tokenizers = []
         for side, texts in (
             ("source", [s for s, _ in train_pairs]),
@@ -254,8 +250,6 @@ class _RunState:
         return tokenizers
 
     def callbacks(self):
-        import keras
-
         return [
             keras.callbacks.CSVLogger(self.history_path, append=True),
             keras.callbacks.BackupAndRestore(self.backup, double_checkpoint=True),
@@ -264,8 +258,6 @@ class _RunState:
     def history(self) -> dict[str, list[float]]:
         """Metric name -> one value per epoch, the last record of an epoch
         winning if an interruption repeated it."""
-        import csv
-
         if not os.path.exists(self.history_path):
             return {}
         with open(self.history_path, encoding="utf-8") as file:
@@ -276,11 +268,6 @@ class _RunState:
 
 
 def _draw_pictures(directory, translator, sentence: str, history) -> None:
-    import keras
-
-    from keras_transformer.layers.positional_encoding import sinusoidal_encoding
-    from keras_transformer.translation import plots
-
     maps = translator.attention_maps(sentence)
     attention_pictures = (
         (
