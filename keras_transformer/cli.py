@@ -2,6 +2,7 @@
 
     keras-transformer train --out runs/fr                 # built-in number data
     keras-transformer train --data pairs.tsv --out runs/mine --epochs 20
+    keras-transformer train --backend jax --distribute data --out runs/fr
     echo "seventy-one" | keras-transformer translate --model runs/fr
     keras-transformer evaluate --model runs/fr --data pairs.tsv
 
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_transformer.data.pairs import PairsFileError
+from keras_transformer.training.distribution import DISTRIBUTE_MODES, TrainingDevices
 from keras_transformer.translation.run import MODEL_FILE, RunDirectoryError, TrainingOptions
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -68,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--pairs", type=int, default=20000, help="pairs of built-in data (default: 20000)"
     )
     train.add_argument("--no-pictures", action="store_true", help="skip the PNGs")
+    train.add_argument(
+        "--distribute",
+        choices=DISTRIBUTE_MODES,
+        help="spread training over every device: data parallel (jax, tensorflow) or "
+        "model parallel (jax); --batch-size is the global batch",
+    )
+    train.add_argument(
+        "--model-axis-size",
+        type=int,
+        help="with --distribute model: devices that split each kernel (default: all)",
+    )
     for field in dataclasses.fields(TrainingOptions):
         train.add_argument(
             "--" + field.name.replace("_", "-"),
@@ -116,6 +129,7 @@ def _train(args) -> int:
     options = TrainingOptions(
         **{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainingOptions)}
     ).check()
+    devices = _training_devices(args)
     if args.data:
         splits = split_pairs(read_pairs(args.data), validation=0.1, test=0.1, seed=options.seed)
     else:
@@ -127,6 +141,7 @@ def _train(args) -> int:
         options,
         verbose=1 if sys.stdout.isatty() else 2,
         pictures=not args.no_pictures,
+        devices=devices,
     )
     print(_format_scores(metrics))
     for (source, target), translation in list(
@@ -138,6 +153,17 @@ def _train(args) -> int:
         )
     print(f"Saved {os.path.join(args.out, MODEL_FILE)} and the reports beside it.")
     return 0
+
+
+def _training_devices(args) -> TrainingDevices | None:
+    if args.distribute is None:
+        if args.model_axis_size is not None:
+            raise ValueError("--model-axis-size needs --distribute model")
+        return None
+    devices = TrainingDevices.create(args.distribute, args.model_axis_size)
+    devices.check_batch_size(args.batch_size)
+    devices.check_widths(d_model=args.d_model, ff_dim=args.ff_dim)
+    return devices
 
 
 def _translate(args) -> int:

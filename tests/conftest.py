@@ -2,6 +2,28 @@ import keras
 import numpy as np
 import pytest
 
+# The distribution tests spread training over this many virtual CPU devices.
+# The split must happen before the backend starts, so before collection; work
+# that does not ask for a distribution keeps running on the first device.
+VIRTUAL_DEVICES = 4
+
+
+def _split_cpu(count: int) -> None:
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", count)
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
+
+
+_split_cpu(VIRTUAL_DEVICES)
+
 
 @pytest.fixture(autouse=True)
 def fresh_keras_state():

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_transformer.training.distribution import sum_over_replicas
 from keras_transformer.validation import check_rate
 
 
@@ -18,7 +19,8 @@ class MaskedCrossEntropy(keras.losses.Loss):
     The padding mask comes from the labels, so the loss is the same on every
     backend whether or not Keras also passes the logits' own mask: the value
     is already the mean over the batch's real tokens, which Keras's masking
-    leaves unchanged.
+    leaves unchanged. It is also the same when `tf.distribute` splits the
+    batch over replicas holding different numbers of real tokens.
 
     Args:
         label_smoothing: float in [0, 1). Defaults to `0.1`.
@@ -62,8 +64,12 @@ class MaskedCrossEntropy(keras.losses.Loss):
             vocabulary_size, "float32"
         )  # (batch, length, vocab)
         token_losses = -ops.sum(targets * log_probs, axis=-1)  # (batch, length)
-        real = ops.cast(ops.not_equal(y_true, self.padding_id), "float32")
-        return ops.sum(token_losses * real) / ops.maximum(ops.sum(real), 1.0)
+        real = ops.cast(ops.not_equal(y_true, self.padding_id), "float32")  # (batch, length)
+        # Under tf.distribute each replica sees a slice of the batch: divide by
+        # the real tokens of the whole batch (Keras then sums the replicas'
+        # gradients after scaling each loss by 1 / replicas).
+        real_tokens, replicas = sum_over_replicas(ops.sum(real))
+        return ops.sum(token_losses * real) * replicas / ops.maximum(real_tokens, 1.0)
 
     def get_config(self):
         config = super().get_config()

@@ -1,6 +1,7 @@
 """A complete training run: tokenizers, the paper's recipe with `model.fit`,
 checkpoints that survive an interruption, evaluation, saving and pictures."""
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -15,6 +16,7 @@ from keras_transformer.layers.positional_encoding import sinusoidal_encoding
 from keras_transformer.models.transformer import Transformer
 from keras_transformer.saving import save_atomically
 from keras_transformer.training import MaskedAccuracy, MaskedCrossEntropy, paper_optimizer
+from keras_transformer.training.distribution import TrainingDevices
 from keras_transformer.translation import plots
 from keras_transformer.translation.evaluation import evaluate_translator
 from keras_transformer.translation.tokenizers import (
@@ -97,6 +99,7 @@ def train_translator(
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
     pictures: bool = True,
+    devices: TrainingDevices | None = None,
 ) -> dict:
     """Trains a `Translator` on `splits["train"]`, validating on
     `splits["validation"]` each epoch, and evaluates it on `splits["test"]`.
@@ -106,9 +109,16 @@ def train_translator(
     `pictures`, the PNGs (training curves, attention of the first test
     sentence, positional encoding). Checkpoints go to `directory/training_state` after every
     epoch: run the same call again after an interruption and training goes on
-    from the last finished epoch. Returns the metrics.
+    from the last finished epoch, on the same devices or on others. Returns
+    the metrics.
+
+    With `devices` (a `TrainingDevices`), the model is built and trained over
+    several devices; `options.batch_size` stays the global batch.
     """
     options = (options or TrainingOptions()).check()
+    if devices is not None:
+        devices.check_batch_size(options.batch_size)
+        devices.check_widths(d_model=options.d_model, ff_dim=options.ff_dim)
     for split in ("train", "validation", "test"):
         if not splits.get(split):
             raise ValueError(f"`splits[{split!r}]` must hold at least one pair.")
@@ -126,33 +136,37 @@ def train_translator(
         f"out), {len(validation[1])} validation; vocabularies "
         f"{source_tokenizer.vocabulary_size()} / {target_tokenizer.vocabulary_size()}"
     )
-    transformer = Transformer(
-        source_vocabulary_size=source_tokenizer.vocabulary_size(),
-        target_vocabulary_size=target_tokenizer.vocabulary_size(),
-        num_layers=options.num_layers,
-        d_model=options.d_model,
-        num_heads=options.num_heads,
-        ff_dim=options.ff_dim,
-        dropout=options.dropout,
-        seed=options.seed,
-    )
-    transformer.compile(
-        optimizer=paper_optimizer(
-            options.d_model, options.warmup_steps, options.learning_rate_scale
-        ),
-        loss=MaskedCrossEntropy(label_smoothing=options.label_smoothing),
-        metrics=[MaskedAccuracy()],
-    )
-    started = time.time()
-    transformer.fit(
-        inputs,
-        labels,
-        batch_size=options.batch_size,
-        epochs=options.epochs,
-        validation_data=validation,
-        callbacks=state.callbacks(),
-        verbose=verbose,
-    )
+    if devices is not None:
+        inputs, labels, validation = devices.pad_rows((inputs, labels, validation))
+        log(f"Training on {len(devices.devices)} devices ({devices.mode} parallel)")
+    with _scope(devices):
+        transformer = Transformer(
+            source_vocabulary_size=source_tokenizer.vocabulary_size(),
+            target_vocabulary_size=target_tokenizer.vocabulary_size(),
+            num_layers=options.num_layers,
+            d_model=options.d_model,
+            num_heads=options.num_heads,
+            ff_dim=options.ff_dim,
+            dropout=options.dropout,
+            seed=options.seed,
+        )
+        transformer.compile(
+            optimizer=paper_optimizer(
+                options.d_model, options.warmup_steps, options.learning_rate_scale
+            ),
+            loss=MaskedCrossEntropy(label_smoothing=options.label_smoothing),
+            metrics=[MaskedAccuracy()],
+        )
+        started = time.time()
+        transformer.fit(
+            inputs,
+            labels,
+            batch_size=options.batch_size,
+            epochs=options.epochs,
+            validation_data=validation,
+            callbacks=state.callbacks(),
+            verbose=verbose,
+        )
     training_seconds = time.time() - started
     translator = Translator(
         transformer,
@@ -170,6 +184,8 @@ def train_translator(
         "training_seconds": round(training_seconds, 1),
         "evaluation_seconds": round(time.time() - started, 1),
         "epochs": options.epochs,
+        "devices": 1 if devices is None else len(devices.devices),
+        "distribute": None if devices is None else devices.mode,
         "options": dataclasses.asdict(options),
     }
     _write_text(os.path.join(directory, METRICS_FILE), json.dumps(metrics, indent=2) + "\n")
@@ -265,6 +281,10 @@ class _RunState:
         epochs = [records[epoch] for epoch in sorted(records)]
         names = [name for name in (epochs[0] if epochs else {}) if name != "epoch"]
         return {name: [float(record[name]) for record in epochs] for name in names}
+
+
+def _scope(devices: TrainingDevices | None):
+    return contextlib.nullcontext() if devices is None else devices.scope()
 
 
 def _draw_pictures(directory, translator, sentence: str, history) -> None:
