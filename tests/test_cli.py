@@ -8,13 +8,18 @@ import subprocess
 import sys
 import time
 
+import keras
 import pytest
 
 from keras_transformer.cli import main
+from keras_transformer.translation import run as run_module
 from keras_transformer.data import number_pairs
 from tests.helpers import BACKEND
 
-TINY = ["--epochs", "2", "--num-layers", "1", "--d-model", "16", "--ff-dim", "32"]
+TINY_MODEL = ["--num-layers", "1", "--d-model", "16", "--ff-dim", "32"]
+# 300 pairs split 240 / 30 / 30: batches of 48 make every training batch the
+# same shape, so each backend compiles one training step.
+TINY = ["--epochs", "2", "--batch-size", "48", *TINY_MODEL]
 
 
 def command(*args):
@@ -90,7 +95,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, capsys):
     out = str(tmp_path / "run")
     # Epochs of 450 small steps: seconds long, so the kill lands inside the second.
     args = ["train", "--out", out, "--pairs", "2000", "--batch-size", "4", "--epochs", "2"]
-    args += [*TINY[2:], "--no-pictures"]
+    args += [*TINY_MODEL, "--no-pictures"]
     environment = {**os.environ, "KERAS_BACKEND": BACKEND}
     process = subprocess.Popen(
         command(*args), env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -110,6 +115,56 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, capsys):
     assert epochs_logged(out) == [0, 1]
     printed = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in printed if line.startswith("Epoch ")] == ["2/2"]
+
+
+DISTRIBUTED_BACKENDS = ("jax", "tensorflow")
+
+
+class InterruptAtSecondEpoch(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.skipif(BACKEND not in DISTRIBUTED_BACKENDS, reason=f"{BACKEND}: one device only")
+def test_a_distributed_run_resumes_on_one_device(tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "run")
+    args = ["train", "--out", out, "--pairs", "300", *TINY, "--no-pictures"]
+    callbacks = run_module._RunState.callbacks
+    monkeypatch.setattr(
+        run_module._RunState,
+        "callbacks",
+        lambda state: [*callbacks(state), InterruptAtSecondEpoch()],
+    )
+    assert main([*args, "--distribute", "data"]) == 130
+    assert "Training on 4 devices (data parallel)" in capsys.readouterr().out
+    assert epochs_logged(out) == [0]
+    monkeypatch.setattr(run_module._RunState, "callbacks", callbacks)
+    assert main(args) == 0  # the same run, now on one device
+    assert epochs_logged(out) == [0, 1]
+    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as file:
+        assert json.load(file)["devices"] == 1
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--model-axis-size", "2"], "--model-axis-size needs --distribute model"),
+        (["--distribute", "data", "--batch-size", "30"], "divisible by the 4 devices"),
+        (["--distribute", "model", "--d-model", "18", "--num-heads", "2"], "d_model=18"),
+        (["--distribute", "data", "--model-axis-size", "2"], "distribute='model' only"),
+    ],
+)
+def test_distribution_requests_that_cannot_work_are_reported(tmp_path, capsys, flags, message):
+    if BACKEND not in DISTRIBUTED_BACKENDS:
+        message = f"not available on the {BACKEND} backend: Keras 3 spreads"
+        if not flags[0].startswith("--distribute"):
+            message = "--model-axis-size needs --distribute model"
+    elif BACKEND == "tensorflow" and "model" in flags:
+        message = "`distribute='model'` needs the jax backend"
+    assert main(["train", "--out", str(tmp_path), *flags]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("keras-transformer: error: ") and message in error
 
 
 def test_resuming_with_other_options_is_refused(tmp_path, capsys):

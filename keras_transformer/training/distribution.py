@@ -10,6 +10,7 @@ loop of its own, outside `model.fit`. Asking for a distribution there raises a
 
 import contextlib
 import dataclasses
+import functools
 
 import keras
 import numpy as np
@@ -156,14 +157,19 @@ class TrainingDevices:
         return keras.tree.map_structure(pad, data)
 
     def scope(self) -> contextlib.AbstractContextManager:
-        """The context to build, compile, train and load the model in."""
+        """The context to build, compile, train and load the model in. A
+        model lives with the engine it was built under: use this same
+        `TrainingDevices` for everything done with it."""
+        return self.engine.scope()
+
+    @functools.cached_property
+    def engine(self):
+        """The `tf.distribute.MirroredStrategy` (tensorflow) or
+        `keras.distribution.Distribution` (jax) behind `scope()`."""
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            return tf.distribute.MirroredStrategy(list(self.devices)).scope()
-        return self._keras_distribution().scope()
-
-    def _keras_distribution(self):
+            return tf.distribute.MirroredStrategy(list(self.devices))
         if self.mode == "data":
             return keras.distribution.DataParallel(devices=list(self.devices))
         mesh = keras.distribution.DeviceMesh(
