@@ -12,8 +12,8 @@ import keras
 import pytest
 
 from keras_transformer.cli import main
-from keras_transformer.translation import run as run_module
 from keras_transformer.data import number_pairs
+from keras_transformer.translation import run as run_module
 from tests.helpers import BACKEND
 
 TINY_MODEL = ["--num-layers", "1", "--d-model", "16", "--ff-dim", "32"]
