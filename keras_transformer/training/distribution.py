@@ -42,9 +42,8 @@ def transformer_layout_map(
 
     Example:
 
-    >>> mesh = keras.distribution.DeviceMesh(
-    ...     (1, 1), ("batch", "model"), keras.distribution.list_devices()[:1])
-    >>> layout_map = transformer_layout_map(mesh)
+    >>> mesh = keras.distribution.DeviceMesh((1, 1), ("batch", "model"), ["cpu:0"])
+    >>> layout_map = keras_transformer.training.transformer_layout_map(mesh)
     >>> layout_map["encoder_block_0/feed_forward/output_dense/kernel"].axes
     ('model', None)
     """
@@ -79,6 +78,20 @@ class TrainingDevices:
             each batch over the others; JAX only).
         devices: the device names, from the backend.
         model_axis_size: devices that share one copy of the weights.
+
+    Example:
+
+    >>> if keras.backend.backend() != "torch":  # fit is distributed on jax and tensorflow
+    ...     devices = keras_transformer.training.TrainingDevices.create("data")
+    ...     with devices.scope():
+    ...         model = keras_transformer.Transformer(
+    ...             100, 100, num_layers=1, d_model=32, num_heads=4, ff_dim=64)
+    ...         model.compile(optimizer="adam",
+    ...                       loss=keras_transformer.training.MaskedCrossEntropy())
+    ...         history = model.fit(
+    ...             {"encoder_inputs": keras.ops.ones((8, 5), "int32"),
+    ...              "decoder_inputs": keras.ops.ones((8, 4), "int32")},
+    ...             keras.ops.ones((8, 4), "int32"), batch_size=8, verbose=0)
     """
 
     mode: str
@@ -167,9 +180,7 @@ class TrainingDevices:
         """The `tf.distribute.MirroredStrategy` (tensorflow) or
         `keras.distribution.Distribution` (jax) behind `scope()`."""
         if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            return tf.distribute.MirroredStrategy(list(self.devices))
+            return _mirrored_strategy(self.devices)
         if self.mode == "data":
             return keras.distribution.DataParallel(devices=list(self.devices))
         mesh = keras.distribution.DeviceMesh(
@@ -195,6 +206,16 @@ def sum_over_replicas(value):
     if context is None or context.num_replicas_in_sync == 1:
         return value, 1
     return context.all_reduce("sum", value), context.num_replicas_in_sync
+
+
+@functools.cache
+def _mirrored_strategy(devices: tuple[str, ...]):
+    """One `MirroredStrategy` per set of devices in a process: a second
+    strategy over the same devices, after a first has trained, fails in its
+    collective ops (a shape mismatch between replicas)."""
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(list(devices))
 
 
 def _list_devices() -> list[str]:
