@@ -178,10 +178,10 @@ def test_tensorflow_variables_are_mirrored_on_every_device(distributed_run):
 
 
 def predict(model):
-    # `predict`, not `predict_on_batch`: under tf.distribute the latter hands
-    # the whole batch to every replica.
+    """The logits of the test batch, from an eager call (no compiled predict
+    step to build for each model)."""
     inputs, _ = batch()
-    return model.predict(inputs, batch_size=GLOBAL_BATCH, verbose=0)
+    return to_numpy(model(inputs, training=False))
 
 
 def test_a_distributed_model_reloads_on_one_device(distributed_run, tmp_path):
