@@ -83,15 +83,10 @@ class TrainingDevices:
 
     >>> if keras.backend.backend() != "torch":  # fit is distributed on jax and tensorflow
     ...     devices = keras_transformer.training.TrainingDevices.create("data")
-    ...     with devices.scope():
+    ...     batch_size = devices.check_batch_size(16 * devices.batch_splits)
+    ...     with devices.scope():  # then compile and fit with the global batch_size
     ...         model = keras_transformer.Transformer(
     ...             100, 100, num_layers=1, d_model=32, num_heads=4, ff_dim=64)
-    ...         model.compile(optimizer="adam",
-    ...                       loss=keras_transformer.training.MaskedCrossEntropy())
-    ...         history = model.fit(
-    ...             {"encoder_inputs": keras.ops.ones((8, 5), "int32"),
-    ...              "decoder_inputs": keras.ops.ones((8, 4), "int32")},
-    ...             keras.ops.ones((8, 4), "int32"), batch_size=8, verbose=0)
     """
 
     mode: str
