@@ -142,6 +142,8 @@ def test_a_distributed_run_resumes_on_one_device(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run_module._RunState, "callbacks", callbacks)
     assert main(args) == 0  # the same run, now on one device
     assert epochs_logged(out) == [0, 1]
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in printed if line.startswith("Epoch ")] == ["2/2"]
     with open(os.path.join(out, "metrics.json"), encoding="utf-8") as file:
         assert json.load(file)["devices"] == 1
 
