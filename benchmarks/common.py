@@ -9,17 +9,32 @@ import numpy as np
 
 
 def interleaved_times(functions, repeats):
-    """Seconds of each call of each function, after one warm-up call each,
-    taken in turns (A B C A B C ...) so that drifts hit all alike."""
-    for function in functions.values():
-        function()
-    times = {name: [] for name in functions}
+    """Wall seconds of each call of each function, after one warm-up call
+    each, taken in turns (A B C A B C ...) so that drifts hit all alike."""
+    return interleaved_measurements(
+        {name: _wall_seconds(function) for name, function in functions.items()}, repeats
+    )
+
+
+def interleaved_measurements(measures, repeats):
+    """Like `interleaved_times`, for functions that time themselves and
+    return the seconds their timed part took."""
+    for measure in measures.values():
+        measure()
+    times = {name: [] for name in measures}
     for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
+        for name, measure in measures.items():
+            times[name].append(measure())
     return times
+
+
+def _wall_seconds(function):
+    def measure():
+        start = time.perf_counter()
+        function()
+        return time.perf_counter() - start
+
+    return measure
 
 
 def rates(times, work):
