@@ -7,10 +7,11 @@ Runs under the backend in KERAS_BACKEND and prints one JSON line:
 
 Both models get the same sizes, dropout (unseeded in both, the default),
 optimizer (the paper's Adam and schedule), loss and batches; the steps of
-their one-epoch `fit` calls are timed in turns after a warm-up. Peak memory is the resident set
-of a separate process that builds and trains one model only. Model FLOPs
-utilisation is the counted matmul FLOPs of a training step (3x the forward
-pass) per second over this machine's measured float32 matmul rate.
+their one-epoch `fit` calls are timed in turns after a warm-up. Peak memory
+is the resident set of a separate process that builds and trains one model
+only. Model FLOPs utilisation is the counted matmul FLOPs of a training step
+(3x the forward pass) per second over this machine's measured float32 matmul
+rate.
 """
 
 import argparse
