@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -23,6 +25,19 @@ def _split_cpu(count: int) -> None:
 
 
 _split_cpu(VIRTUAL_DEVICES)
+
+
+def _one_torch_thread_per_worker() -> None:
+    """pytest-xdist workers share the cores: with a thread per core in every
+    worker, torch's OpenMP threads wait on each other (the torch suite took
+    almost three times as long on two workers as in one process)."""
+    if "PYTEST_XDIST_WORKER" in os.environ and keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+
+
+_one_torch_thread_per_worker()
 
 
 @pytest.fixture(autouse=True)
