@@ -15,14 +15,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# One pytest per backend, each spread over two worker processes (tests that
-# share a trained fixture stay on one worker); every backend runs even if an
-# earlier one fails.
+# One pytest per backend, each spread over two worker processes (a test
+# module stays on one worker, so its fixtures are built once); every backend
+# runs even if an earlier one fails.
 test: install
 	@failed=""; \
 	for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend"; \
-		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup || failed="$$failed $$backend"; \
+		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile || failed="$$failed $$backend"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi
 

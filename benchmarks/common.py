@@ -17,8 +17,8 @@ def interleaved_times(functions, repeats):
 
 
 def interleaved_measurements(measures, repeats):
-    """Like `interleaved_times`, for functions that time themselves and
-    return the seconds their timed part took."""
+    """Like `interleaved_times`, for functions that time themselves: the
+    lists hold what each call returned (its seconds, or a list of them)."""
     for measure in measures.values():
         measure()
     times = {name: [] for name in measures}
@@ -38,10 +38,12 @@ def _wall_seconds(function):
 
 
 def rates(times, work):
-    """`work` units per second: the median over repeats and the spread."""
+    """`work` units per second: at the median time, and the spread between
+    the rates at the 75th and 25th percentiles of the times."""
+    slow, median, fast = np.percentile(times, [75, 50, 25])
     return {
-        "per_second": work / float(np.median(times)),
-        "spread": [work / max(times), work / min(times)],
+        "per_second": work / float(median),
+        "spread": [work / float(slow), work / float(fast)],
     }
 
 

@@ -6,8 +6,9 @@ Runs under the backend in KERAS_BACKEND and prints one JSON line:
     KERAS_BACKEND=jax python -m benchmarks.training [--size base|large]
 
 Both models get the same sizes, dropout (unseeded in both, the default),
-optimizer (the paper's Adam and schedule), loss and batches; the steps of
-their one-epoch `fit` calls are timed in turns after a warm-up. Peak memory
+optimizer (the paper's Adam and schedule), loss and batches. Their one-epoch
+`fit` calls run in turns after a warm-up, and every step of every call is
+timed; rates are at the median step time. Peak memory
 is the resident set of a separate process that builds and trains one model
 only. Model FLOPs utilisation is the counted matmul FLOPs of a training step
 (3x the forward pass) per second over this machine's measured float32 matmul
@@ -104,22 +105,26 @@ def compiled(name, config):
     return model
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Seconds from the start of an epoch to its last step's loss on the
-    host: the `fit` steps without `fit`'s set-up and tear-down (creating and
-    deleting the data iterator, which on TensorFlow can take seconds)."""
+class StepTimer(keras.callbacks.Callback):
+    """Seconds of each `fit` step, from its start to its loss on the host:
+    the steps without `fit`'s set-up and tear-down (creating and deleting
+    the data iterator, which on TensorFlow can take seconds)."""
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_train_batch_begin(self, batch, logs=None):
         self.start = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
-        float(logs["loss"])  # waits for the last step to finish
-        self.seconds = time.perf_counter() - self.start
+    def on_train_batch_end(self, batch, logs=None):
+        float(logs["loss"])  # waits for the step to finish
+        self.seconds.append(time.perf_counter() - self.start)
 
 
 def fit(model, inputs, labels, batch):
-    """One epoch of `fit` over `inputs`; returns the seconds of its steps."""
-    timer = EpochTimer()
+    """One epoch of `fit` over `inputs`; returns the seconds of each step."""
+    timer = StepTimer()
     if isinstance(model, Transformer):
         inputs = {"encoder_inputs": inputs[0], "decoder_inputs": inputs[1]}
     model.fit(
@@ -182,20 +187,20 @@ def main():
         return
 
     models = {name: compiled(name, config) for name in BUILDERS}
-    times = interleaved_measurements(
+    calls = interleaved_measurements(
         {
             name: (lambda m=model: fit(m, inputs, labels, args.batch))
             for name, model in models.items()
         },
         args.repeats,
     )
-    target_tokens = int(np.count_nonzero(labels))
-    results = {name: rates(seconds, target_tokens) for name, seconds in times.items()}
+    step_times = {name: np.concatenate(seconds) for name, seconds in calls.items()}
+    target_tokens_per_step = np.count_nonzero(labels) / args.steps
+    results = {name: rates(seconds, target_tokens_per_step) for name, seconds in step_times.items()}
     step_flops = training_flops(config)
     matmul_rate = matmul_flops_per_second()
-    for name, seconds in times.items():
-        step_seconds = float(np.median(seconds)) / args.steps
-        results[name]["mfu"] = step_flops / step_seconds / matmul_rate
+    for name, seconds in step_times.items():
+        results[name]["mfu"] = step_flops / float(np.median(seconds)) / matmul_rate
     arguments = ["--size", args.size, "--batch", str(args.batch), "--length", str(args.length)]
     for name in BUILDERS:
         results[name]["peak_memory_mib"] = peak_memory_mib(name, arguments + ["--steps", "2"])

@@ -16,9 +16,6 @@ from keras_transformer.data import number_pairs
 from keras_transformer.translation import run as run_module
 from tests.helpers import BACKEND
 
-# One worker runs this module: its tests share one trained run.
-pytestmark = pytest.mark.xdist_group("cli")
-
 TINY_MODEL = ["--num-layers", "1", "--d-model", "16", "--ff-dim", "32"]
 # 300 pairs split 240 / 30 / 30: batches of 48 make every training batch the
 # same shape, so each backend compiles one training step.

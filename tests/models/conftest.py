@@ -1,16 +1,19 @@
 import keras
 import pytest
+from filelock import FileLock
 
 from keras_transformer import Transformer
 from keras_transformer.data import make_reverse_task
 
 
-@pytest.fixture(scope="session")
-def trained_reverser():
-    """A small model trained with `fit` on the reverse task (fixed seed)."""
+def _reverser():
+    return Transformer(20, 20, num_layers=2, d_model=64, num_heads=4, ff_dim=128, dropout=0.0)
+
+
+def _train_reverser():
     keras.utils.set_random_seed(0)
     train_inputs, train_labels = make_reverse_task(4000, seed=0)
-    model = Transformer(20, 20, num_layers=2, d_model=64, num_heads=4, ff_dim=128, dropout=0.0)
+    model = _reverser()
     steps = 8 * len(train_labels) // 64
     schedule = keras.optimizers.schedules.CosineDecay(
         1e-4, steps, warmup_target=3e-3, warmup_steps=100
@@ -21,3 +24,23 @@ def trained_reverser():
     )
     model.fit(train_inputs, train_labels, batch_size=64, epochs=8, verbose=0)
     return model
+
+
+@pytest.fixture(scope="session")
+def trained_reverser(tmp_path_factory, worker_id):
+    """A small model trained with `fit` on the reverse task (fixed seed).
+
+    Under pytest-xdist the first worker to ask trains it and saves the
+    weights beside the workers' temporary folders; the others load them.
+    """
+    if worker_id == "master":
+        return _train_reverser()
+    weights = tmp_path_factory.getbasetemp().parent / "trained_reverser.weights.h5"
+    with FileLock(f"{weights}.lock"):
+        if weights.is_file():
+            model = _reverser()
+            model.load_weights(weights)
+            return model
+        model = _train_reverser()
+        model.save_weights(weights)
+        return model

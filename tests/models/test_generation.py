@@ -12,9 +12,6 @@ from keras_transformer.data import END_TOKEN_ID, START_TOKEN_ID, make_reverse_ta
 from keras_transformer.models.generation import pad_after_end
 from tests.helpers import to_numpy
 
-# One worker runs every test of the trained reverser, which is trained once.
-pytestmark = pytest.mark.xdist_group("trained_reverser")
-
 MAX_LENGTH = 12
 
 

@@ -149,7 +149,6 @@ def test_rejects_bad_arguments(kwargs, argument):
         Transformer(**config)
 
 
-@pytest.mark.xdist_group("trained_reverser")
 def test_fit_learns_to_reverse_held_out_sequences(trained_reverser):
     test_inputs, test_labels = make_reverse_task(500, seed=1)
     predictions = np.argmax(to_numpy(trained_reverser.predict(test_inputs, verbose=0)), -1)
@@ -157,7 +156,6 @@ def test_fit_learns_to_reverse_held_out_sequences(trained_reverser):
     assert (predictions == test_labels)[real].mean() >= 0.99
 
 
-@pytest.mark.xdist_group("trained_reverser")
 def test_saved_file_loads_under_every_backend(trained_reverser, tmp_path):
     """The weights arrive bit for bit; the outputs agree up to float32
     rounding (each backend sums its matrix products in its own order)."""

@@ -22,9 +22,6 @@ from keras_transformer.training import (
 from tests.conftest import VIRTUAL_DEVICES
 from tests.helpers import BACKEND, to_numpy
 
-# One worker runs this module: its tests share the distributed models.
-pytestmark = pytest.mark.xdist_group("distribution")
-
 SUPPORTED_MODES = {"jax": ("data", "model"), "tensorflow": ("data",)}.get(BACKEND, ())
 MODEL_AXIS_SIZE = 2
 GLOBAL_BATCH = 8

@@ -16,9 +16,6 @@ from keras_transformer.translation.tokenizers import (
     training_arrays,
 )
 
-# One worker runs this module: its tests share trained tokenizers.
-pytestmark = pytest.mark.xdist_group("tokenizers")
-
 TEXTS = [
     "soixante et onze",
     "quatre-vingt-dix-neuf mille",

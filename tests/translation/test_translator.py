@@ -5,9 +5,6 @@ import pytest
 from keras_transformer import Transformer, Translator
 from keras_transformer.translation import END_ID, START_ID, tokenize, train_tokenizer
 
-# One worker runs this module: its tests share one trained translator.
-pytestmark = pytest.mark.xdist_group("translator")
-
 PAIRS = [
     ("one", "un"),
     ("two", "deux"),
