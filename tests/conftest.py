@@ -40,6 +40,13 @@ def _one_torch_thread_per_worker() -> None:
 _one_torch_thread_per_worker()
 
 
+@pytest.fixture(scope="session")
+def session_tmp_path(tmp_path_factory, worker_id):
+    """A folder of this test session that all pytest-xdist workers share."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
 @pytest.fixture(autouse=True)
 def fresh_keras_state():
     """Each test starts from the float32 policy and a known seed."""

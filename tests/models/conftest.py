@@ -27,15 +27,13 @@ def _train_reverser():
 
 
 @pytest.fixture(scope="session")
-def trained_reverser(tmp_path_factory, worker_id):
+def trained_reverser(session_tmp_path):
     """A small model trained with `fit` on the reverse task (fixed seed).
 
-    Under pytest-xdist the first worker to ask trains it and saves the
-    weights beside the workers' temporary folders; the others load them.
+    The first pytest-xdist worker to ask trains it and saves the weights in
+    the session's shared folder; the others load them.
     """
-    if worker_id == "master":
-        return _train_reverser()
-    weights = tmp_path_factory.getbasetemp().parent / "trained_reverser.weights.h5"
+    weights = session_tmp_path / "trained_reverser.weights.h5"
     with FileLock(f"{weights}.lock"):
         if weights.is_file():
             model = _reverser()
