@@ -33,7 +33,7 @@ demo: install
 # Speed against keras-nlp and keras under every backend; see docs/benchmarks.md.
 bench: install
 	$(PYTHON) -m benchmarks training generation attention
-	$(PYTHON) -m benchmarks training --size large --steps 2 --repeats 3
+	$(PYTHON) -m benchmarks training --size large --steps 4 --repeats 4
 
 lint: install
 	$(VENV)/bin/ruff check .
