@@ -12,7 +12,7 @@ timed; rates are at the median step time. Peak memory
 is the resident set of a separate process that builds and trains one model
 only. Model FLOPs utilisation is the counted matmul FLOPs of a training step
 (3x the forward pass) per second over this machine's measured float32 matmul
-rate.
+rate (float32's, also under `--dtype-policy mixed_bfloat16`).
 """
 
 import argparse
@@ -172,12 +172,16 @@ def main():
     parser.add_argument("--vocabulary", type=int, default=8000)
     parser.add_argument("--steps", type=int, default=8, help="fit steps per timed call")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--dtype-policy", default="float32", help='of both models, e.g. "mixed_bfloat16" on GPU'
+    )
     parser.add_argument("--memory-of", choices=BUILDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    keras.config.set_dtype_policy(args.dtype_policy)
     config = {
         "size": args.size,
         **SIZES[args.size],
-        **{k: getattr(args, k) for k in ("batch", "length", "vocabulary")},
+        **{k: getattr(args, k) for k in ("batch", "length", "vocabulary", "dtype_policy")},
     }
     inputs, labels = batches(config, args.steps)
 
@@ -202,6 +206,7 @@ def main():
     for name, seconds in step_times.items():
         results[name]["mfu"] = step_flops / float(np.median(seconds)) / matmul_rate
     arguments = ["--size", args.size, "--batch", str(args.batch), "--length", str(args.length)]
+    arguments += ["--dtype-policy", args.dtype_policy]
     for name in BUILDERS:
         results[name]["peak_memory_mib"] = peak_memory_mib(name, arguments + ["--steps", "2"])
     print(
