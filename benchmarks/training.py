@@ -12,7 +12,7 @@ timed; rates are at the median step time. Peak memory
 is the resident set of a separate process that builds and trains one model
 only. Model FLOPs utilisation is the counted matmul FLOPs of a training step
 (3x the forward pass) per second over this machine's measured float32 matmul
-rate (float32's, also under `--dtype-policy mixed_bfloat16`).
+rate, whatever `--dtype-policy` says.
 """
 
 import argparse
