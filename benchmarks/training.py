@@ -8,11 +8,11 @@ Runs under the backend in KERAS_BACKEND and prints one JSON line:
 Both models get the same sizes, dropout (unseeded in both, the default),
 optimizer (the paper's Adam and schedule), loss and batches. Their one-epoch
 `fit` calls run in turns after a warm-up, and every step of every call is
-timed; rates are at the median step time. Peak memory
-is the resident set of a separate process that builds and trains one model
-only. Model FLOPs utilisation is the counted matmul FLOPs of a training step
-(3x the forward pass) per second over this machine's measured float32 matmul
-rate, whatever `--dtype-policy` says.
+timed; rates are at the median step time. Peak memory is the resident set of
+a separate process that builds and trains one model only. Model FLOPs
+utilisation is the counted matmul FLOPs of a training step (3x the forward
+pass) per second over this machine's measured float32 matmul rate, whatever
+`--dtype-policy` says.
 """
 
 import argparse
@@ -206,7 +206,7 @@ def main():
     for name, seconds in step_times.items():
         results[name]["mfu"] = step_flops / float(np.median(seconds)) / matmul_rate
     arguments = ["--size", args.size, "--batch", str(args.batch), "--length", str(args.length)]
-    arguments += ["--dtype-policy", args.dtype_policy]
+    arguments += ["--vocabulary", str(args.vocabulary), "--dtype-policy", args.dtype_policy]
     for name in BUILDERS:
         results[name]["peak_memory_mib"] = peak_memory_mib(name, arguments + ["--steps", "2"])
     print(
