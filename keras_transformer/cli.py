@@ -25,6 +25,7 @@ from keras_transformer.training.distribution import DISTRIBUTE_MODES, TrainingDe
 from keras_transformer.translation.run import MODEL_FILE, RunDirectoryError, TrainingOptions
 
 BACKENDS = ("tensorflow", "jax", "torch")
+_PROGRESS_ABOVE = 256  # sentences; fewer are translated without progress lines
 PROGRAM = "keras-transformer"
 
 
@@ -84,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     for field in dataclasses.fields(TrainingOptions):
         train.add_argument(
             "--" + field.name.replace("_", "-"),
-            type=field.type,
+            **_option_kind(field),
             default=field.default,
-            help=f"(default: {field.default})",
+            help=_OPTION_HELP.get(field.name, "") + f" (default: {field.default})",
         )
     train.set_defaults(run=_train)
 
@@ -96,9 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--model", required=True, help="run directory written by train")
     translate.add_argument("--beams", type=int, default=1, help="beam width (default: greedy)")
     translate.add_argument(
+        "--input", metavar="FILE", help="translate each line of FILE (blank lines stay blank)"
+    )
+    translate.add_argument(
         "--attention", metavar="PNG", help="plot the first sentence's cross-attention here"
     )
-    translate.add_argument("sentences", nargs="*", help="sentences (default: read stdin)")
+    translate.add_argument(
+        "sentences", nargs="*", help="sentences (default: the lines of --input or of stdin)"
+    )
     translate.set_defaults(run=_translate)
 
     evaluate = commands.add_parser(
@@ -109,6 +115,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--beams", type=int, default=1, help="beam width (default: greedy)")
     evaluate.set_defaults(run=_evaluate)
     return parser
+
+
+_OPTION_HELP = {
+    "epochs": "most epochs to train",
+    "patience": "stop after this many epochs without a lower validation loss",
+    "batch_tokens": "tokens per batch, pairs grouped by length",
+    "accumulate_steps": "batches whose gradients make one update",
+    "tokenizer": "sentencepiece, wordpiece or character",
+    "vocabulary_size": "largest vocabulary (default: sized from the data)",
+    "shared_vocabulary": "one vocabulary and embedding for both sides",
+    "max_length": "longest pair side in tokens; longer pairs are left out",
+    "average_checkpoints": "average the last N epochs' weights instead of keeping the best",
+    "dtype_policy": "float32, mixed_bfloat16 or mixed_float16",
+}
+
+
+def _option_kind(field) -> dict:
+    """argparse's `type` (or `action`) for a `TrainingOptions` field."""
+    if field.type is bool or field.type == "bool":
+        return {"action": argparse.BooleanOptionalAction}
+    if field.name == "vocabulary_size":
+        return {"type": int}
+    return {"type": field.type}
 
 
 def _run_with_backend(backend: str, argv: list[str]) -> int:
@@ -167,11 +196,11 @@ def _training_devices(args) -> TrainingDevices | None:
 def _translate(args) -> int:
     from keras_transformer.translation.run import load_translator
 
-    sentences = args.sentences or [line.strip() for line in sys.stdin if line.strip()]
-    if not sentences:
-        raise ValueError("no sentences to translate: pass them as arguments or on stdin")
+    sentences = args.sentences or _read_lines(args.input)
+    if not any(sentences):
+        raise ValueError("no sentences to translate: pass them as arguments, --input or stdin")
     translator = load_translator(args.model)
-    for translation in translator.translate(sentences, beams=args.beams):
+    for translation in translate_lines(translator, sentences, args.beams):
         print(translation)
     if args.attention:
         from keras_transformer.translation.plots import plot_attention
@@ -185,6 +214,30 @@ def _translate(args) -> int:
             title=f"Cross-attention, last decoder layer: {sentences[0]!r}",
         )
     return 0
+
+
+def _read_lines(path: str | None) -> list[str]:
+    if path is None:
+        return [line.strip() for line in sys.stdin]
+    with open(path, encoding="utf-8") as file:
+        return [line.strip() for line in file]
+
+
+def translate_lines(translator, lines: Sequence[str], beams: int = 1) -> list[str]:
+    """Translations of `lines`, a blank line for each blank one; progress
+    goes to stderr when there is more than one batch to translate."""
+    indices = [index for index, line in enumerate(lines) if line]
+    progress = None
+    if len(indices) > _PROGRESS_ABOVE:
+
+        def progress(done, total):
+            print(f"{PROGRAM}: {done}/{total} sentences translated", file=sys.stderr)
+
+    translations = translator.translate([lines[i] for i in indices], beams, progress=progress)
+    output = [""] * len(lines)
+    for index, translation in zip(indices, translations, strict=True):
+        output[index] = translation
+    return output
 
 
 def _evaluate(args) -> int:

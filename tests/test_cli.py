@@ -17,9 +17,9 @@ from keras_transformer.translation import run as run_module
 from tests.helpers import BACKEND
 
 TINY_MODEL = ["--num-layers", "1", "--d-model", "16", "--ff-dim", "32"]
-# 300 pairs split 240 / 30 / 30: batches of 48 make every training batch the
-# same shape, so each backend compiles one training step.
-TINY = ["--epochs", "2", "--batch-size", "48", *TINY_MODEL]
+# 300 pairs split 240 / 30 / 30 in batches of 1024 tokens: a few batch shapes,
+# so each backend compiles a few training steps.
+TINY = ["--epochs", "2", "--batch-tokens", "1024", *TINY_MODEL]
 
 
 def command(*args):
@@ -42,7 +42,8 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     data = write_pairs(root / "pairs.tsv", number_pairs(count=300, max_number=1000, seed=5))
     out = str(root / "run")
-    assert main(["train", "--data", data, "--out", out, "--no-pictures", *TINY]) == 0
+    args = ["train", "--data", data, "--out", out, "--no-pictures", "--shared-vocabulary"]
+    assert main([*args, *TINY]) == 0
     return data, out
 
 
@@ -56,6 +57,14 @@ def test_train_writes_model_and_metrics(trained_run):
     assert metrics["backend"] == BACKEND and metrics["sentences"] == 30
     assert 0 <= metrics["exact_match"] <= 1 and 0 <= metrics["chrf"] <= 100
     assert not os.path.exists(os.path.join(out, "training_state", "backup"))
+
+
+def test_a_shared_vocabulary_shares_the_embeddings(trained_run):
+    _, out = trained_run
+    transformer = keras.saving.load_model(os.path.join(out, "model.keras")).transformer
+    assert transformer.share_embeddings and transformer.tie_output_embedding
+    names = {weight.path for weight in transformer.weights}
+    assert not any("target_embedding" in name or "output_projection" in name for name in names)
 
 
 def test_translate_in_a_new_process_matches_training(trained_run):
@@ -78,6 +87,20 @@ def test_evaluate_scores_a_pairs_file(trained_run, capsys):
     assert "(300 sentences)" in printed and metrics["sentences"] == 30
 
 
+def test_translate_reads_a_file_and_keeps_its_order_and_blank_lines(trained_run, tmp_path, capsys):
+    _, out = trained_run
+    with open(os.path.join(out, "test_translations.tsv"), encoding="utf-8") as file:
+        rows = [line.rstrip("\n").split("\t") for line in file][::-1]
+    lines = [source for source, _, _ in rows]
+    lines.insert(3, "")
+    path = tmp_path / "sources.txt"
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+    assert main(["translate", "--model", out, "--input", str(path)]) == 0
+    expected = [translation for _, _, translation in rows]
+    expected.insert(3, "")
+    assert capsys.readouterr().out.split("\n")[:-1] == expected
+
+
 def test_translate_takes_sentences_as_arguments_and_plots_attention(trained_run, tmp_path, capsys):
     _, out = trained_run
     picture = tmp_path / "attention.png"
@@ -91,26 +114,31 @@ def epochs_logged(out):
         return [int(row["epoch"]) for row in csv.DictReader(file)]
 
 
+def epochs_backed_up(out):
+    """The epochs Keras's backup holds, or None before the first one ends."""
+    path = os.path.join(out, "training_state", "backup", "training_metadata.json")
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)["epoch"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def test_a_killed_run_resumes_where_it_stopped(tmp_path, capsys):
     out = str(tmp_path / "run")
-    # Epochs of 450 small steps: seconds long, so the kill lands inside the second.
-    args = ["train", "--out", out, "--pairs", "2000", "--batch-size", "4", "--epochs", "2"]
-    args += [*TINY_MODEL, "--no-pictures"]
+    args = ["train", "--out", out, "--pairs", "300", *TINY, "--no-pictures"]
     environment = {**os.environ, "KERAS_BACKEND": BACKEND}
     process = subprocess.Popen(
         command(*args), env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    history = os.path.join(out, "training_state", "history.csv")
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if os.path.exists(history) and len(epochs_logged(out)) >= 1:
-            break
-        time.sleep(0.05)
-    time.sleep(0.5)  # into the next epoch
-    process.send_signal(signal.SIGKILL)
+    # Killed as soon as the backup of the first epoch is written.
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if epochs_backed_up(out) == 1:
+            process.send_signal(signal.SIGKILL)
+        time.sleep(0.01)
     process.wait()
-    finished_before = epochs_logged(out)
-    assert finished_before == [0], "the run was not stopped inside the second epoch"
+    assert epochs_logged(out) == [0], "the run was not stopped after its first epoch"
     assert main(args) == 0  # the same command again, here in this process
     assert epochs_logged(out) == [0, 1]
     printed = capsys.readouterr().out.splitlines()
@@ -134,7 +162,7 @@ def test_a_distributed_run_resumes_on_one_device(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
         run_module._RunState,
         "callbacks",
-        lambda state: [*callbacks(state), InterruptAtSecondEpoch()],
+        lambda state, checkpoints: [*callbacks(state, checkpoints), InterruptAtSecondEpoch()],
     )
     assert main([*args, "--distribute", "data"]) == 130
     assert "Training on 4 devices (data parallel)" in capsys.readouterr().out
@@ -152,7 +180,10 @@ def test_a_distributed_run_resumes_on_one_device(tmp_path, capsys, monkeypatch):
     "flags, message",
     [
         (["--model-axis-size", "2"], "--model-axis-size needs --distribute model"),
-        (["--distribute", "data", "--batch-size", "30"], "divisible by the 4 devices"),
+        (
+            ["--distribute", "data", "--pairs", "300", "--batch-tokens", "64"],
+            "in batches of 4 rows",
+        ),
         (["--distribute", "model", "--d-model", "18", "--num-heads", "2"], "d_model=18"),
         (["--distribute", "data", "--model-axis-size", "2"], "distribute='model' only"),
     ],
@@ -214,9 +245,23 @@ def test_a_directory_without_a_model_is_reported(tmp_path, capsys):
     assert "cannot be loaded as a model" in capsys.readouterr().err
 
 
-def test_bad_options_are_reported(tmp_path, capsys):
-    assert main(["train", "--out", str(tmp_path), "--d-model", "30", "--num-heads", "4"]) == 1
-    assert "`d_model` must be divisible by `num_heads`" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--d-model", "30", "--num-heads", "4"], "`d_model` must be divisible by `num_heads`"),
+        (["--vocabulary-size", "40"], "`vocabulary_size`=40 is too small"),
+        (["--batch-tokens", "20"], "`batch_tokens`=20 is smaller than the longest pair"),
+        (["--dtype-policy", "float8"], "`dtype_policy` must be one of"),
+    ],
+)
+def test_bad_options_are_reported_on_one_line(tmp_path, capsys, flags, message):
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"a model trained before")
+    assert main(["train", "--out", str(tmp_path), "--pairs", "300", *flags]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("keras-transformer: error: ") and message in error
+    assert error.count("\n") == 1
+    assert model.read_bytes() == b"a model trained before"
 
 
 def test_errors_in_a_new_process_have_no_traceback(tmp_path):

@@ -2,8 +2,11 @@
 
 import numpy as np
 
-PADDING_TOKEN_ID, START_TOKEN_ID, END_TOKEN_ID = 0, 1, 2
-FIRST_WORD_ID = 3
+from keras_transformer.data.special_ids import END_ID as END_TOKEN_ID
+from keras_transformer.data.special_ids import PADDING_ID as PADDING_TOKEN_ID
+from keras_transformer.data.special_ids import START_ID as START_TOKEN_ID
+
+FIRST_WORD_ID = END_TOKEN_ID + 1  # the task has no unknown words
 
 
 def make_reverse_task(

@@ -42,9 +42,20 @@ class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"d_model": self.d_model, "warmup_steps": self.warmup_steps, "scale": self.scale}
 
 
-def paper_optimizer(d_model: int, warmup_steps: int = 4000, scale: float = 1.0):
+def paper_optimizer(
+    d_model: int,
+    warmup_steps: int = 4000,
+    scale: float = 1.0,
+    gradient_accumulation_steps: int | None = None,
+):
     """Adam with the paper's beta_1 = 0.9, beta_2 = 0.98, epsilon = 1e-9 and
-    the `TransformerSchedule`."""
+    the `TransformerSchedule`; with `gradient_accumulation_steps`, the
+    gradients of that many batches are averaged into one update (Keras's
+    optimizer option), which trains as one batch that many times larger."""
     return keras.optimizers.Adam(
-        TransformerSchedule(d_model, warmup_steps, scale), beta_1=0.9, beta_2=0.98, epsilon=1e-9
+        TransformerSchedule(d_model, warmup_steps, scale),
+        beta_1=0.9,
+        beta_2=0.98,
+        epsilon=1e-9,
+        gradient_accumulation_steps=gradient_accumulation_steps,
     )

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -14,17 +15,18 @@ import keras
 from keras_transformer.data.pairs import Pair
 from keras_transformer.layers.positional_encoding import sinusoidal_encoding
 from keras_transformer.models.transformer import Transformer
-from keras_transformer.saving import save_atomically
+from keras_transformer.saving import save_atomically, write_text_atomically
 from keras_transformer.training import MaskedAccuracy, MaskedCrossEntropy, paper_optimizer
+from keras_transformer.training.checkpoints import EpochCheckpoints, average_weights
 from keras_transformer.training.distribution import TrainingDevices
 from keras_transformer.translation import plots
+from keras_transformer.translation.batching import EpochShuffle, TokenBatches, TokenCorpus
 from keras_transformer.translation.evaluation import evaluate_translator
 from keras_transformer.translation.tokenizers import (
     TOKENIZER_KINDS,
     load_tokenizer,
     save_tokenizer,
-    train_tokenizer,
-    training_arrays,
+    train_tokenizers,
 )
 from keras_transformer.translation.translator import Translator
 from keras_transformer.validation import check_choice, check_positive_int, check_rate
@@ -33,27 +35,43 @@ MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
 TRANSLATIONS_FILE = "test_translations.tsv"
 STATE_DIRECTORY = "training_state"
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass
 class TrainingOptions:
-    """What a training run builds and how long it trains. The defaults train
-    the built-in number translation to >= 99% exact match in a few minutes
-    on a 2-core CPU."""
+    """What a training run builds and how long it trains. The defaults are
+    chosen on a suite of different tasks (`benchmarks/tasks.py`,
+    docs/tasks.md), not on one.
 
-    epochs: int = 12
-    batch_size: int = 64
+    `epochs` is a maximum: training stops earlier after `patience` epochs
+    without a lower validation loss, and the best epoch's weights are kept
+    (or, with `average_checkpoints` > 1, the mean of the last that many
+    epochs' weights). Batches hold about `batch_tokens` tokens of pairs of
+    similar lengths; `accumulate_steps` > 1 averages the gradients of that
+    many batches per update. `vocabulary_size` None sizes the vocabulary
+    from the data; `shared_vocabulary` trains one vocabulary for both sides
+    and shares the embeddings and the output projection, as the paper does.
+    """
+
+    epochs: int = 5
+    patience: int = 3
+    batch_tokens: int = 2048
+    accumulate_steps: int = 1
     num_layers: int = 2
-    d_model: int = 64
+    d_model: int = 128
     num_heads: int = 4
-    ff_dim: int = 256
+    ff_dim: int = 512
     dropout: float = 0.1
     label_smoothing: float = 0.1
-    warmup_steps: int = 1000
-    learning_rate_scale: float = 0.5
-    tokenizer: str = "wordpiece"
-    vocabulary_size: int = 8000
-    max_length: int = 64
+    warmup_steps: int = 500
+    learning_rate_scale: float = 1.0
+    tokenizer: str = "sentencepiece"
+    vocabulary_size: int | None = None
+    shared_vocabulary: bool = False
+    max_length: int = 128
+    average_checkpoints: int = 1
+    dtype_policy: str = "float32"
     beams: int = 1
     seed: int = 0
 
@@ -61,20 +79,25 @@ class TrainingOptions:
         """Raises `ValueError` naming the first option out of range."""
         for name in (
             "epochs",
-            "batch_size",
+            "patience",
+            "batch_tokens",
+            "accumulate_steps",
             "num_layers",
             "d_model",
             "num_heads",
             "ff_dim",
             "warmup_steps",
-            "vocabulary_size",
             "max_length",
+            "average_checkpoints",
             "beams",
         ):
             check_positive_int(name, getattr(self, name))
+        if self.vocabulary_size is not None:
+            check_positive_int("vocabulary_size", self.vocabulary_size)
         check_rate("dropout", self.dropout)
         check_rate("label_smoothing", self.label_smoothing)
         check_choice("tokenizer", self.tokenizer, TOKENIZER_KINDS)
+        check_choice("dtype_policy", self.dtype_policy, DTYPE_POLICIES)
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"`d_model` must be divisible by `num_heads`. "
@@ -107,98 +130,133 @@ def train_translator(
     Writes to `directory`: `model.keras` (the translator with its
     tokenizers), `metrics.json`, `test_translations.tsv` and, with
     `pictures`, the PNGs (training curves, attention of the first test
-    sentence, positional encoding). Checkpoints go to `directory/training_state` after every
-    epoch: run the same call again after an interruption and training goes on
-    from the last finished epoch, on the same devices or on others. Returns
-    the metrics.
+    sentence, positional encoding). The tokenized splits, the checkpoints and
+    the training history live in `directory/training_state`: run the same
+    call again after an interruption and training goes on from the last
+    finished epoch, on the same devices or on others. Returns the metrics.
 
     With `devices` (a `TrainingDevices`), the model is built and trained over
-    several devices; `options.batch_size` stays the global batch.
+    several devices; each batch's rows are a multiple of the devices that
+    split it.
     """
     options = (options or TrainingOptions()).check()
+    _check_splits(splits)
     if devices is not None:
-        devices.check_batch_size(options.batch_size)
         devices.check_widths(d_model=options.d_model, ff_dim=options.ff_dim)
-    for split in ("train", "validation", "test"):
-        if not splits.get(split):
-            raise ValueError(f"`splits[{split!r}]` must hold at least one pair.")
     state = _RunState(directory, options)
     keras.utils.set_random_seed(options.seed)
     source_tokenizer, target_tokenizer = state.tokenizers(splits["train"])
-    inputs, labels, skipped = training_arrays(
-        source_tokenizer, target_tokenizer, splits["train"], options.max_length
-    )
-    validation = training_arrays(
-        source_tokenizer, target_tokenizer, splits["validation"], options.max_length
-    )[:2]
+    train, validation = state.batches(source_tokenizer, target_tokenizer, splits, devices)
     log(
-        f"{len(labels)} training pairs ({skipped} longer than {options.max_length} tokens left "
-        f"out), {len(validation[1])} validation; vocabularies "
-        f"{source_tokenizer.vocabulary_size()} / {target_tokenizer.vocabulary_size()}"
+        f"{len(train.corpus)} training pairs ({train.corpus.skipped} longer than "
+        f"{options.max_length} tokens left out), {len(validation.corpus)} validation; "
+        f"vocabularies {source_tokenizer.vocabulary_size()} / "
+        f"{target_tokenizer.vocabulary_size()}; {train.num_batches} batches of about "
+        f"{options.batch_tokens} tokens, {train.padding_share():.0%} padding"
     )
     if devices is not None:
-        inputs, labels, validation = devices.pad_rows((inputs, labels, validation))
         log(f"Training on {len(devices.devices)} devices ({devices.mode} parallel)")
     with _scope(devices):
-        transformer = Transformer(
-            source_vocabulary_size=source_tokenizer.vocabulary_size(),
-            target_vocabulary_size=target_tokenizer.vocabulary_size(),
-            num_layers=options.num_layers,
-            d_model=options.d_model,
-            num_heads=options.num_heads,
-            ff_dim=options.ff_dim,
-            dropout=options.dropout,
-            seed=options.seed,
-        )
-        transformer.compile(
-            optimizer=paper_optimizer(
-                options.d_model, options.warmup_steps, options.learning_rate_scale
-            ),
-            loss=MaskedCrossEntropy(label_smoothing=options.label_smoothing),
-            metrics=[MaskedAccuracy()],
-        )
+        transformer = _build_transformer(options, source_tokenizer, target_tokenizer)
+        checkpoints = state.checkpoints()
         started = time.time()
         transformer.fit(
-            inputs,
-            labels,
-            batch_size=options.batch_size,
+            train.fit_input(),
             epochs=options.epochs,
-            validation_data=validation,
-            callbacks=state.callbacks(),
+            validation_data=validation.fit_input(),
+            callbacks=[EpochShuffle(train), *state.callbacks(checkpoints)],
             verbose=verbose,
         )
-    training_seconds = time.time() - started
+        training_seconds = time.time() - started
+        _final_weights(transformer, checkpoints, options.average_checkpoints)
     translator = Translator(
         transformer,
         source_tokenizer,
         target_tokenizer,
-        max_output_length=min(2 * labels.shape[1] + 8, 4 * options.max_length),
+        max_output_length=min(
+            2 * int(train.corpus.target_lengths.max()) + 10, 2 * options.max_length
+        ),
     )
     save_atomically(translator, os.path.join(directory, MODEL_FILE))
-    started = time.time()
-    results = evaluate_translator(translator, splits["test"], beams=options.beams)
-    translations = results.pop("translations")
+    history = state.history()
     metrics = {
         "backend": keras.backend.backend(),
-        **results,
+        **_evaluate(translator, splits["test"], directory, options.beams),
         "training_seconds": round(training_seconds, 1),
-        "evaluation_seconds": round(time.time() - started, 1),
-        "epochs": options.epochs,
+        "epochs": len(history.get("loss", [])),
+        "best_epoch": checkpoints.best_epoch + 1,
+        "padding_share": round(train.padding_share(), 4),
         "devices": 1 if devices is None else len(devices.devices),
         "distribute": None if devices is None else devices.mode,
         "options": dataclasses.asdict(options),
     }
-    _write_text(os.path.join(directory, METRICS_FILE), json.dumps(metrics, indent=2) + "\n")
-    _write_text(
+    translations = metrics.pop("translations")
+    write_text_atomically(
+        os.path.join(directory, METRICS_FILE), json.dumps(metrics, indent=2) + "\n"
+    )
+    if pictures:
+        _draw_pictures(directory, translator, splits["test"][0][0], history)
+    return {**metrics, "translations": translations}
+
+
+def _check_splits(splits) -> None:
+    for split in ("train", "validation", "test"):
+        if not splits.get(split):
+            raise ValueError(f"`splits[{split!r}]` must hold at least one pair.")
+
+
+def _build_transformer(options: TrainingOptions, source_tokenizer, target_tokenizer):
+    transformer = Transformer(
+        source_vocabulary_size=source_tokenizer.vocabulary_size(),
+        target_vocabulary_size=target_tokenizer.vocabulary_size(),
+        num_layers=options.num_layers,
+        d_model=options.d_model,
+        num_heads=options.num_heads,
+        ff_dim=options.ff_dim,
+        dropout=options.dropout,
+        share_embeddings=options.shared_vocabulary,
+        tie_output_embedding=options.shared_vocabulary,
+        seed=options.seed,
+        dtype=options.dtype_policy,
+    )
+    transformer.compile(
+        optimizer=paper_optimizer(
+            options.d_model,
+            options.warmup_steps,
+            options.learning_rate_scale,
+            gradient_accumulation_steps=(
+                options.accumulate_steps if options.accumulate_steps > 1 else None
+            ),
+        ),
+        loss=MaskedCrossEntropy(label_smoothing=options.label_smoothing),
+        metrics=[MaskedAccuracy()],
+    )
+    return transformer
+
+
+def _final_weights(transformer, checkpoints: EpochCheckpoints, average: int) -> None:
+    """The best epoch's weights, or the mean of the last `average` epochs'."""
+    if average > 1:
+        average_weights(transformer, checkpoints.last_paths)
+    else:
+        transformer.load_weights(checkpoints.best_path)
+
+
+def _evaluate(translator, test_pairs, directory, beams) -> dict:
+    """Scores on the test pairs; writes them with their translations to
+    `test_translations.tsv`."""
+    started = time.time()
+    results = evaluate_translator(translator, test_pairs, beams=beams)
+    write_text_atomically(
         os.path.join(directory, TRANSLATIONS_FILE),
         "".join(
             f"{source}\t{target}\t{translation}\n"
-            for (source, target), translation in zip(splits["test"], translations, strict=True)
+            for (source, target), translation in zip(
+                test_pairs, results["translations"], strict=True
+            )
         ),
     )
-    if pictures:
-        _draw_pictures(directory, translator, splits["test"][0][0], state.history())
-    return {**metrics, "translations": translations}
+    return {**results, "evaluation_seconds": round(time.time() - started, 1)}
 
 
 def load_translator(directory: str | os.PathLike):
@@ -220,21 +278,24 @@ def load_translator(directory: str | os.PathLike):
 
 class _RunState:
     """The files under `directory/training_state` that let an interrupted
-    run resume: the options, the tokenizers, the per-epoch history and the
-    last checkpoint."""
+    run resume: the options, the tokenizers, the tokenized splits, the
+    per-epoch history, the checkpoints and Keras's backup of the last
+    epoch."""
 
     def __init__(self, directory, options: TrainingOptions):
+        self.directory = directory
         self.root = os.path.join(directory, STATE_DIRECTORY)
         self.backup = os.path.join(self.root, "backup")
         self.history_path = os.path.join(self.root, "history.csv")
-        self.options = dataclasses.asdict(options)
+        self.options = options
         self.resuming = os.path.exists(os.path.join(self.backup, "training_metadata.json"))
         os.makedirs(self.root, exist_ok=True)
         options_path = os.path.join(self.root, "options.json")
+        saved_options = dataclasses.asdict(options)
         if self.resuming:
             with open(options_path, encoding="utf-8") as file:
                 saved = json.load(file)
-            changed = {k: (saved.get(k), v) for k, v in self.options.items() if saved.get(k) != v}
+            changed = {k: (saved.get(k), v) for k, v in saved_options.items() if saved.get(k) != v}
             if changed:
                 raise RunDirectoryError(
                     f"{directory} holds an unfinished run with other options "
@@ -242,31 +303,60 @@ class _RunState:
                     "repeat its command to resume it, or choose another directory"
                 )
         else:
-            _write_text(options_path, json.dumps(self.options, indent=2) + "\n")
-            if os.path.exists(self.history_path):
-                os.remove(self.history_path)
+            write_text_atomically(options_path, json.dumps(saved_options, indent=2) + "\n")
+            for stale in (self.history_path, os.path.join(self.root, "checkpoints")):
+                _remove(stale)
 
     def tokenizers(self, train_pairs):
         """The run's tokenizers: trained on the training pairs for a new run,
         read back from disk for a resumed one."""
-        tokenizers = []
-        for side, texts in (
-            ("source", [s for s, _ in train_pairs]),
-            ("target", [t for _, t in train_pairs]),
-        ):
-            path = os.path.join(self.root, f"{side}_tokenizer")
-            if self.resuming:
-                tokenizers.append(load_tokenizer(path))
-                continue
-            tokenizer = train_tokenizer(
-                texts, self.options["tokenizer"], self.options["vocabulary_size"]
-            )
+        paths = [os.path.join(self.root, f"{side}_tokenizer") for side in ("source", "target")]
+        if self.resuming:
+            return [load_tokenizer(path) for path in paths]
+        tokenizers = train_tokenizers(
+            [source for source, _ in train_pairs],
+            [target for _, target in train_pairs],
+            self.options.tokenizer,
+            self.options.vocabulary_size,
+            shared=self.options.shared_vocabulary,
+        )
+        for tokenizer, path in zip(tokenizers, paths, strict=True):
             save_tokenizer(tokenizer, path)
-            tokenizers.append(tokenizer)
         return tokenizers
 
-    def callbacks(self):
+    def batches(self, source_tokenizer, target_tokenizer, splits, devices):
+        """Token batches of the training split (shuffled each epoch) and of
+        the validation split, read from the token cache of each."""
+        options = self.options
+        row_multiple = 1 if devices is None else devices.batch_splits
         return [
+            TokenBatches(
+                TokenCorpus.build(
+                    os.path.join(self.root, "tokens", split),
+                    source_tokenizer,
+                    target_tokenizer,
+                    splits[split],
+                    options.max_length,
+                ),
+                options.batch_tokens,
+                options.max_length,
+                seed=options.seed if split == "train" else None,
+                row_multiple=row_multiple,
+            )
+            for split in ("train", "validation")
+        ]
+
+    def checkpoints(self) -> EpochCheckpoints:
+        return EpochCheckpoints(
+            os.path.join(self.root, "checkpoints"),
+            patience=self.options.patience,
+            keep=self.options.average_checkpoints,
+        )
+
+    def callbacks(self, checkpoints: EpochCheckpoints):
+        # The checkpoints are written before Keras's backup of the epoch.
+        return [
+            checkpoints,
             keras.callbacks.CSVLogger(self.history_path, append=True),
             keras.callbacks.BackupAndRestore(self.backup, double_checkpoint=True),
         ]
@@ -281,6 +371,13 @@ class _RunState:
         epochs = [records[epoch] for epoch in sorted(records)]
         names = [name for name in (epochs[0] if epochs else {}) if name != "epoch"]
         return {name: [float(record[name]) for record in epochs] for name in names}
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
 
 
 def _scope(devices: TrainingDevices | None):
@@ -321,11 +418,3 @@ def _draw_pictures(directory, translator, sentence: str, history) -> None:
     )
     if history:
         plots.plot_training_curves(history, os.path.join(directory, "training_curves.png"))
-
-
-def _write_text(path, text: str) -> None:
-    """Writes `text` through a temporary file renamed into place."""
-    temporary = f"{path}.partial"
-    with open(temporary, "w", encoding="utf-8") as file:
-        file.write(text)
-    os.replace(temporary, path)

@@ -1,47 +1,163 @@
 """Tokenizers for translation: keras-nlp tokenizers with a fixed set of
 special ids, and the packing of token ids into padded training arrays."""
 
+import io
 import json
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-PADDING_ID, START_ID, END_ID, UNKNOWN_ID = 0, 1, 2, 3
-RESERVED_TOKENS = ("[PAD]", "[START]", "[END]", "[UNK]")
-TOKENIZER_KINDS = ("wordpiece", "character")
+from keras_transformer.data.special_ids import (
+    END_ID,
+    PADDING_ID,
+    RESERVED_TOKENS,
+    START_ID,
+    UNKNOWN_ID,
+)
+from keras_transformer.validation import check_choice, check_positive_int
+
+TOKENIZER_KINDS = ("sentencepiece", "wordpiece", "character")
+# Byte fallback spells any character the vocabulary lacks as its UTF-8 bytes.
+_BYTE_PIECES = 256
+# SentencePiece learns its pieces from at most this many sentences.
+_SENTENCEPIECE_SAMPLE = 1_000_000
+_WORDPIECE_DEFAULT_SIZE = 8000
 
 
-def train_tokenizer(texts: Sequence[str], kind: str = "wordpiece", vocabulary_size: int = 8000):
+def train_tokenizer(
+    texts: Sequence[str], kind: str = "sentencepiece", vocabulary_size: int | None = None
+):
     """A keras-nlp tokenizer fitted to `texts`, with ids 0-3 reserved for
     padding, start, end and unknown.
 
-    `"wordpiece"` computes a WordPiece vocabulary of at most
-    `vocabulary_size` entries; words are split on whitespace only, so
-    punctuation stays attached and decoding restores the text exactly.
+    `"sentencepiece"` (the default) trains a unigram SentencePiece model
+    (Kudo, 2018) with the `sentencepiece` package and wraps it in keras-nlp's
+    `SentencePieceTokenizer`: digits are split into single digits, text is
+    not normalised, and characters outside the vocabulary fall back to their
+    UTF-8 bytes, so `detokenize(tokenize(s)) == s` for any text.
+    `"wordpiece"` computes a WordPiece vocabulary; words are split on
+    whitespace only, so punctuation stays attached and decoding restores the
+    text exactly (unseen characters become unknown).
     `"character"` gives one id per Unicode code point up to the largest one
     in `texts` (larger ones map to the last id).
+
+    `vocabulary_size` is an upper bound; by default it grows with the
+    corpus (`default_vocabulary_size`) for SentencePiece, and is 8000 for
+    WordPiece.
     """
-    import keras_nlp
-
-    from keras_transformer.validation import check_choice, check_positive_int
-
     check_choice("kind", kind, TOKENIZER_KINDS)
-    check_positive_int("vocabulary_size", vocabulary_size)
+    if vocabulary_size is not None:
+        check_positive_int("vocabulary_size", vocabulary_size)
     if not texts:
         raise ValueError("`texts` must hold at least one sentence to fit a tokenizer to.")
-    if kind == "character":
-        largest = max(max(map(ord, text), default=0) for text in texts)
-        return keras_nlp.tokenizers.UnicodeCodepointTokenizer(
-            lowercase=False, vocabulary_size=max(largest, UNKNOWN_ID) + 2
+    trainers = {
+        "sentencepiece": _train_sentencepiece,
+        "wordpiece": _train_wordpiece,
+        "character": _character_tokenizer,
+    }
+    return trainers[kind](texts, vocabulary_size)
+
+
+def train_tokenizers(
+    source_texts: Sequence[str],
+    target_texts: Sequence[str],
+    kind: str = "sentencepiece",
+    vocabulary_size: int | None = None,
+    shared: bool = False,
+) -> tuple:
+    """`(source_tokenizer, target_tokenizer)` fitted to the two sides; with
+    `shared`, one tokenizer fitted to both (the paper's shared vocabulary),
+    returned twice."""
+    if shared:
+        tokenizer = train_tokenizer([*source_texts, *target_texts], kind, vocabulary_size)
+        return tokenizer, tokenizer
+    return (
+        train_tokenizer(source_texts, kind, vocabulary_size),
+        train_tokenizer(target_texts, kind, vocabulary_size),
+    )
+
+
+def default_vocabulary_size(texts: Iterable[str]) -> int:
+    """The SentencePiece vocabulary size for a corpus: the pieces it must
+    hold (reserved ids, the 256 bytes, every character seen) and as many
+    learned pieces as the square root of the corpus size in characters, at
+    most 8000. A small corpus gets a vocabulary close to its characters,
+    which composes unseen words and numbers from their parts."""
+    characters, total = set(), 0
+    for text in texts:
+        characters.update(text)
+        total += len(text)
+    learned = min(_WORDPIECE_DEFAULT_SIZE, int(math.sqrt(total)))
+    return _sentencepiece_minimum(characters) + learned
+
+
+def _sentencepiece_minimum(characters: set) -> int:
+    # A space is written as the piece "▁", which stands for it.
+    return len(RESERVED_TOKENS) + _BYTE_PIECES + len(characters - {" "}) + 1
+
+
+def _train_sentencepiece(texts, vocabulary_size):
+    import keras_nlp
+
+    try:
+        import sentencepiece
+    except ImportError as error:
+        raise ImportError(
+            "SentencePiece vocabularies need the sentencepiece package: "
+            "pip install 'keras-transformer[translate]'"
+        ) from error
+    characters = set().union(*map(set, texts))
+    minimum = _sentencepiece_minimum(characters)
+    if vocabulary_size is None:
+        vocabulary_size = default_vocabulary_size(texts)
+    elif vocabulary_size < minimum:
+        raise ValueError(
+            f"`vocabulary_size`={vocabulary_size} is too small for a SentencePiece vocabulary "
+            f"of these texts: it needs at least {minimum} pieces ({len(RESERVED_TOKENS)} "
+            f"reserved, {_BYTE_PIECES} bytes and the {minimum - _BYTE_PIECES - 4} characters "
+            "seen)."
         )
+    proto = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=proto,
+        vocab_size=vocabulary_size,
+        hard_vocab_limit=False,  # a small corpus may support fewer pieces
+        model_type="unigram",
+        character_coverage=1.0,
+        byte_fallback=True,
+        split_digits=True,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True,
+        input_sentence_size=_SENTENCEPIECE_SAMPLE,
+        shuffle_input_sentence=True,
+        **_sentencepiece_special_pieces(),
+        num_threads=os.cpu_count() or 1,
+        minloglevel=2,
+    )
+    return keras_nlp.tokenizers.SentencePieceTokenizer(proto=proto.getvalue())
+
+
+def _sentencepiece_special_pieces() -> dict:
+    names = ("pad", "bos", "eos", "unk")
+    return {
+        **{f"{name}_id": token_id for token_id, name in enumerate(names)},
+        **{f"{name}_piece": token for name, token in zip(names, RESERVED_TOKENS, strict=True)},
+    }
+
+
+def _train_wordpiece(texts, vocabulary_size):
+    import keras_nlp
     import tensorflow as tf
 
     words = [word for text in texts for word in text.split()]
     vocabulary = keras_nlp.tokenizers.compute_word_piece_vocabulary(
         # Batched, the word counting takes seconds rather than minutes.
         tf.data.Dataset.from_tensor_slices(words).batch(4096),
-        vocabulary_size=max(vocabulary_size, len(RESERVED_TOKENS) + 1),
+        vocabulary_size=max(vocabulary_size or _WORDPIECE_DEFAULT_SIZE, len(RESERVED_TOKENS) + 1),
         split=False,
         reserved_tokens=list(RESERVED_TOKENS),
     )
@@ -50,6 +166,15 @@ def train_tokenizer(texts: Sequence[str], kind: str = "wordpiece", vocabulary_si
         split=False,
         oov_token=RESERVED_TOKENS[UNKNOWN_ID],
         special_tokens=list(RESERVED_TOKENS[:UNKNOWN_ID]),
+    )
+
+
+def _character_tokenizer(texts, vocabulary_size):
+    import keras_nlp
+
+    largest = max(max(map(ord, text), default=0) for text in texts)
+    return keras_nlp.tokenizers.UnicodeCodepointTokenizer(
+        lowercase=False, vocabulary_size=max(largest, UNKNOWN_ID) + 2
     )
 
 

@@ -1,6 +1,6 @@
 """A Transformer together with its tokenizers: text in, text out."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -77,30 +77,50 @@ class Translator(keras.Model):
     def encode_sources(self, sentences: Sequence[str]) -> np.ndarray:
         """Source ids `(len(sentences), length)`, padded with 0 to a multiple
         of 16 tokens."""
-        rows = tokenize(self.source_tokenizer, sentences)
+        return self._pack_sources(tokenize(self.source_tokenizer, sentences))
+
+    def _pack_sources(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
         longest = max((len(row) for row in rows), default=1)
         length = -(-max(longest, 1) // _SOURCE_LENGTH_STEP) * _SOURCE_LENGTH_STEP
         return pack(rows, length)
 
     def translate(
-        self, sentences: Sequence[str], beams: int = 1, batch_size: int = 64
+        self,
+        sentences: Sequence[str],
+        beams: int = 1,
+        batch_size: int = 64,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[str]:
-        """Translations of `sentences`: greedy with `beams=1`, else beam search
-        with the paper's length penalty."""
+        """Translations of `sentences`, in their order: greedy with
+        `beams=1`, else beam search with the paper's length penalty.
+
+        Sentences are translated in batches of similar token lengths, so
+        that short ones are not padded to the longest; `progress(done,
+        total)` is called after each batch."""
         check_positive_int("beams", beams)
         check_positive_int("batch_size", batch_size)
         sentences = list(sentences)
-        rows = min(batch_size, len(sentences))
-        translations = []
-        for begin in range(0, len(sentences), rows):
-            translations += self._translate_batch(sentences[begin : begin + rows], beams, rows)
+        rows = tokenize(self.source_tokenizer, sentences)
+        order = sorted(range(len(sentences)), key=lambda index: len(rows[index]))
+        batch_rows = min(batch_size, len(sentences))
+        translations = [""] * len(sentences)
+        for begin in range(0, len(order), batch_rows):
+            batch = order[begin : begin + batch_rows]
+            texts = self._translate_batch([rows[index] for index in batch], beams, batch_rows)
+            for index, text in zip(batch, texts, strict=True):
+                translations[index] = text
+            if progress is not None:
+                progress(begin + len(batch), len(order))
         return translations
 
     def generate_ids(self, sentences: Sequence[str], beams: int = 1) -> np.ndarray:
         """The target ids of the translations, start and end ids included."""
+        return self._generate(self.encode_sources(sentences), beams)
+
+    def _generate(self, source_ids: np.ndarray, beams: int) -> np.ndarray:
         sampler = {"sampler": "greedy"} if beams == 1 else {"sampler": "beam", "num_beams": beams}
         return self.transformer.generate(
-            self.encode_sources(sentences),
+            source_ids,
             START_ID,
             END_ID,
             max_length=self.max_output_length,
@@ -128,10 +148,10 @@ class Translator(keras.Model):
             "cross_attention": keras.ops.convert_to_numpy(scores["decoder_cross"][-1])[0],
         }
 
-    def _translate_batch(self, sentences, beams, rows):
+    def _translate_batch(self, source_rows, beams, rows):
         # A short last batch is filled up so that it reuses the compiled decoder.
-        filled = sentences + sentences[:1] * (rows - len(sentences))
-        token_ids = self.generate_ids(filled, beams)[: len(sentences)]
+        filled = source_rows + source_rows[:1] * (rows - len(source_rows))
+        token_ids = self._generate(self._pack_sources(filled), beams)[: len(source_rows)]
         return detokenize(self.target_tokenizer, token_ids)
 
     def get_config(self):

@@ -10,9 +10,11 @@ from keras_transformer.translation.tokenizers import (
     detokenize,
     load_tokenizer,
     pack,
+    default_vocabulary_size,
     save_tokenizer,
     tokenize,
     train_tokenizer,
+    train_tokenizers,
     training_arrays,
 )
 
@@ -30,9 +32,62 @@ def word_pieces():
     return train_tokenizer(TEXTS, "wordpiece", vocabulary_size=200)
 
 
-@pytest.mark.parametrize("kind", ["wordpiece", "character"])
+# Text a tokenizer must give back unchanged: accents, digits and punctuation
+# glued to words, non-breaking and repeated spaces, emoji, another script,
+# a tab, and characters that the training texts never held.
+AWKWARD = [
+    "Ça coûte 12,50 €, n'est-ce pas ?",
+    "naïve café\u00a0au lait (1998)",
+    "AB-12-34/x7  double  space",
+    "emoji 😀 and 🇫🇷 flags",
+    "日本語とEnglish",
+    " leading and trailing ",
+    "a\tb",
+]
+
+
+@pytest.fixture(scope="module")
+def sentence_pieces():
+    return train_tokenizer(TEXTS * 20 + AWKWARD[:3] * 20, "sentencepiece")
+
+
+def test_sentencepiece_gives_back_any_text_exactly(sentence_pieces):
+    ids = tokenize(sentence_pieces, AWKWARD + TEXTS)
+    assert all(UNKNOWN_ID not in row and PADDING_ID not in row for row in ids)
+    assert detokenize(sentence_pieces, ids) == AWKWARD + TEXTS
+
+
+def test_sentencepiece_splits_digits_and_reserves_the_special_ids(sentence_pieces):
+    for token_id, token in enumerate(RESERVED_TOKENS):
+        assert sentence_pieces.id_to_token(token_id) == token
+    [ids] = tokenize(sentence_pieces, ["12345"])
+    assert [str(sentence_pieces.id_to_token(i)).lstrip("\u2581") for i in ids][-5:] == list("12345")
+
+
+def test_the_default_vocabulary_grows_with_the_corpus():
+    small, large = TEXTS * 10, [f"{text} {i}" for i in range(2000) for text in TEXTS]
+    assert default_vocabulary_size(small) < default_vocabulary_size(large)
+    tokenizer = train_tokenizer(small, "sentencepiece")
+    assert tokenizer.vocabulary_size() <= default_vocabulary_size(small)
+
+
+def test_a_vocabulary_too_small_for_the_reserved_pieces_is_refused():
+    with pytest.raises(ValueError, match=r"`vocabulary_size`=100 is too small.*at least 2\d\d"):
+        train_tokenizer(TEXTS, "sentencepiece", vocabulary_size=100)
+
+
+def test_a_shared_vocabulary_is_one_tokenizer_for_both_sides():
+    sources, targets = ["one two", "three"], ["un deux", "trois"]
+    source, target = train_tokenizers(sources, targets, "sentencepiece", shared=True)
+    assert source is target
+    assert detokenize(source, tokenize(source, sources + targets)) == sources + targets
+    apart = train_tokenizers(sources, targets, "sentencepiece")
+    assert apart[0] is not apart[1]
+
+
+@pytest.mark.parametrize("kind", ["sentencepiece", "wordpiece", "character"])
 def test_texts_come_back_exactly(kind):
-    tokenizer = train_tokenizer(TEXTS, kind, vocabulary_size=200)
+    tokenizer = train_tokenizer(TEXTS, kind, vocabulary_size=400)
     ids = tokenize(tokenizer, TEXTS)
     assert all(min(row) > UNKNOWN_ID for row in ids)
     assert detokenize(tokenizer, ids) == TEXTS
@@ -61,9 +116,9 @@ def test_character_ids_are_code_points():
     assert tokenizer.vocabulary_size() == ord("é") + 2
 
 
-@pytest.mark.parametrize("kind", ["wordpiece", "character"])
+@pytest.mark.parametrize("kind", ["sentencepiece", "wordpiece", "character"])
 def test_save_and_load_give_the_same_ids(kind, tmp_path):
-    tokenizer = train_tokenizer(TEXTS, kind, vocabulary_size=200)
+    tokenizer = train_tokenizer(TEXTS, kind, vocabulary_size=400)
     save_tokenizer(tokenizer, tmp_path / "tokenizer")
     restored = load_tokenizer(tmp_path / "tokenizer")
     assert tokenize(restored, TEXTS) == tokenize(tokenizer, TEXTS)
