@@ -38,8 +38,8 @@ print({name: len(pairs) for name, pairs in splits.items()}, splits["train"][0])
 
 # 2. WordPiece tokenizers computed from the training pairs (ids 0-3 are
 #    padding, start, end and unknown), and padded id arrays for model.fit.
-source_tokenizer = train_tokenizer([source for source, _ in splits["train"]])
-target_tokenizer = train_tokenizer([target for _, target in splits["train"]])
+source_tokenizer = train_tokenizer([source for source, _ in splits["train"]], "wordpiece")
+target_tokenizer = train_tokenizer([target for _, target in splits["train"]], "wordpiece")
 inputs, labels, _ = training_arrays(source_tokenizer, target_tokenizer, splits["train"], 64)
 validation = training_arrays(source_tokenizer, target_tokenizer, splits["validation"], 64)[:2]
 

@@ -157,7 +157,7 @@ def train_translator(
     if devices is not None:
         log(f"Training on {len(devices.devices)} devices ({devices.mode} parallel)")
     with _scope(devices):
-        transformer = _build_transformer(options, source_tokenizer, target_tokenizer)
+        transformer = build_transformer(options, source_tokenizer, target_tokenizer)
         checkpoints = state.checkpoints()
         started = time.time()
         transformer.fit(
@@ -205,7 +205,9 @@ def _check_splits(splits) -> None:
             raise ValueError(f"`splits[{split!r}]` must hold at least one pair.")
 
 
-def _build_transformer(options: TrainingOptions, source_tokenizer, target_tokenizer):
+def build_transformer(options: TrainingOptions, source_tokenizer, target_tokenizer):
+    """The compiled `Transformer` that `train_translator` trains for
+    `options`, sized to the tokenizers' vocabularies."""
     transformer = Transformer(
         source_vocabulary_size=source_tokenizer.vocabulary_size(),
         target_vocabulary_size=target_tokenizer.vocabulary_size(),
