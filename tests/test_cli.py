@@ -11,7 +11,7 @@ import time
 import keras
 import pytest
 
-from keras_transformer.cli import main
+from keras_transformer.cli import main, translate_lines
 from keras_transformer.data import number_pairs
 from keras_transformer.translation import run as run_module
 from tests.helpers import BACKEND
@@ -99,6 +99,26 @@ def test_translate_reads_a_file_and_keeps_its_order_and_blank_lines(trained_run,
     expected = [translation for _, _, translation in rows]
     expected.insert(3, "")
     assert capsys.readouterr().out.split("\n")[:-1] == expected
+
+
+class UpperCaseTranslator:
+    """Translates by upper-casing, in batches of 100, reporting progress."""
+
+    def translate(self, sentences, beams, progress=None):
+        for done in range(100, len(sentences) + 100, 100):
+            if progress:
+                progress(min(done, len(sentences)), len(sentences))
+        return [sentence.upper() for sentence in sentences]
+
+
+def test_long_inputs_show_progress_and_blank_lines_stay(capsys):
+    lines = [f"line {i}" if i % 50 else "" for i in range(400)]
+    assert translate_lines(UpperCaseTranslator(), lines) == [line.upper() for line in lines]
+    progress = capsys.readouterr().err.splitlines()
+    assert progress[-1] == "keras-transformer: 392/392 sentences translated"
+    assert len(progress) == 4
+    translate_lines(UpperCaseTranslator(), lines[:200])
+    assert capsys.readouterr().err == ""
 
 
 def test_translate_takes_sentences_as_arguments_and_plots_attention(trained_run, tmp_path, capsys):

@@ -106,3 +106,13 @@ def test_training_run_pictures(translator, tmp_path):
         "training_curves.png",
     ):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_progress_is_reported_after_each_batch_in_input_order(translator):
+    calls = []
+    sources = SOURCES[::-1] * 3
+    translations = translator.translate(
+        sources, batch_size=4, progress=lambda done, total: calls.append((done, total))
+    )
+    assert calls == [(4, 15), (8, 15), (12, 15), (15, 15)]
+    assert translations == translator.translate(SOURCES[::-1]) * 3
