@@ -30,6 +30,20 @@ class EpochCheckpoints(keras.callbacks.Callback):
         patience: epochs without improvement before training stops; None
             never stops early.
         keep: last epochs whose weights are kept, for `average_weights`.
+
+    Example:
+
+    >>> import tempfile
+    >>> checkpoints = keras_transformer.training.EpochCheckpoints(
+    ...     tempfile.mkdtemp(), patience=2)
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> x, y = keras.ops.zeros((8, 2)), keras.ops.zeros((8, 1))  # nothing left to learn
+    >>> history = model.fit(x, y, validation_data=(x, y), epochs=10,
+    ...                     callbacks=[checkpoints], verbose=0)
+    >>> len(history.history["loss"]), checkpoints.best_epoch
+    (3, 0)
+    >>> model.load_weights(checkpoints.best_path)
     """
 
     def __init__(
@@ -98,7 +112,20 @@ class EpochCheckpoints(keras.callbacks.Callback):
 
 def average_weights(model: keras.Model, paths: Sequence[str | os.PathLike]) -> None:
     """Sets `model`'s weights to the mean of the weight files at `paths`
-    (checkpoint averaging, Vaswani et al., 2017, section 6.1)."""
+    (checkpoint averaging, Vaswani et al., 2017, section 6.1).
+
+    Example:
+
+    >>> import os, tempfile
+    >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    >>> paths = [os.path.join(tempfile.mkdtemp(), f"{i}.weights.h5") for i in (1, 2)]
+    >>> for value, path in zip((1.0, 3.0), paths):
+    ...     model.set_weights([keras.ops.convert_to_numpy(keras.ops.full((1, 1), value))])
+    ...     model.save_weights(path)
+    >>> keras_transformer.training.average_weights(model, paths)
+    >>> float(model.get_weights()[0][0, 0])
+    2.0
+    """
     if not paths:
         raise ValueError("`paths` must name at least one weights file to average.")
     dtypes = [weight.dtype for weight in model.get_weights()]
