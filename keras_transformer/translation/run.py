@@ -65,7 +65,7 @@ class TrainingOptions:
     dropout: float = 0.1
     label_smoothing: float = 0.1
     warmup_steps: int = 500
-    learning_rate_scale: float = 1.0
+    learning_rate_scale: float = 0.5
     tokenizer: str = "sentencepiece"
     vocabulary_size: int | None = None
     shared_vocabulary: bool = False
