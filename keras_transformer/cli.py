@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import keras
 
-from keras_transformer.data.pairs import PairsFileError
+from keras_transformer.data.pairs import PairsFileError, as_field
 from keras_transformer.training.distribution import DISTRIBUTE_MODES, TrainingDevices
 from keras_transformer.translation.run import MODEL_FILE, RunDirectoryError, TrainingOptions
 
@@ -201,7 +201,7 @@ def _translate(args) -> int:
         raise ValueError("no sentences to translate: pass them as arguments, --input or stdin")
     translator = load_translator(args.model)
     for translation in translate_lines(translator, sentences, args.beams):
-        print(translation)
+        print(as_field(translation))
     if args.attention:
         from keras_transformer.translation.plots import plot_attention
 

@@ -46,6 +46,15 @@ def _parse_line(path, number: int, line: str) -> Pair | None:
     return source, target
 
 
+def as_field(text: str) -> str:
+    """`text` fit for one field of a tab-separated line: tabs and line
+    breaks (which a model may generate) become spaces."""
+    return text.translate(_LINE_BREAKS)
+
+
+_LINE_BREAKS = str.maketrans(dict.fromkeys("\t\n\r\v\f", " "))
+
+
 def split_pairs(
     pairs: Sequence[Pair], validation: float = 0.1, test: float = 0.1, seed: int = 0
 ) -> dict[str, list[Pair]]:

@@ -30,12 +30,12 @@ class TokenCorpusError(ValueError):
 
 
 def length_buckets(max_length: int) -> np.ndarray:
-    """Padded lengths a batch can have: 16, 32, then powers of two and the
-    halfway points between them (48, 64, 96, 128, 192, ...), the last one
-    `max_length`. Few shapes mean few compiled training steps; close ones
+    """Padded lengths a batch can have: 8, 16, 24, 32, then powers of two and
+    the halfway points between them (48, 64, 96, 128, 192, ...), the last
+    one `max_length`. Few shapes mean few compiled training steps; close ones
     mean little padding."""
     check_positive_int("max_length", max_length)
-    buckets = [16, 32]
+    buckets = [8, 16, 24, 32]
     while buckets[-1] < max_length:
         buckets += [buckets[-1] * 3 // 2, buckets[-1] * 2]
     return np.array([b for b in buckets if b < max_length] + [max_length])
@@ -278,10 +278,11 @@ class TokenBatches(keras.utils.PyDataset):
 
         ids = tf.TensorSpec((None, None), tf.int32)
         signature = ({"encoder_inputs": ids, "decoder_inputs": ids}, ids)
-        return tf.data.Dataset.from_generator(
+        dataset = tf.data.Dataset.from_generator(
             lambda: (self[index] for index in range(self.num_batches)),
             output_signature=signature,
-        ).prefetch(2)
+        )
+        return dataset.apply(tf.data.experimental.assert_cardinality(self.num_batches)).prefetch(2)
 
 
 class EpochShuffle(keras.callbacks.Callback):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import keras
 
-from keras_transformer.data.pairs import Pair
+from keras_transformer.data.pairs import Pair, as_field
 from keras_transformer.layers.positional_encoding import sinusoidal_encoding
 from keras_transformer.models.transformer import Transformer
 from keras_transformer.saving import save_atomically, write_text_atomically
@@ -56,7 +56,7 @@ class TrainingOptions:
 
     epochs: int = 5
     patience: int = 3
-    batch_tokens: int = 2048
+    batch_tokens: int = 1024
     accumulate_steps: int = 1
     num_layers: int = 2
     d_model: int = 128
@@ -165,6 +165,7 @@ def train_translator(
             epochs=options.epochs,
             validation_data=validation.fit_input(),
             callbacks=[EpochShuffle(train), *state.callbacks(checkpoints)],
+            shuffle=False,  # the batches shuffle themselves, by length bucket
             verbose=verbose,
         )
         training_seconds = time.time() - started
@@ -252,7 +253,7 @@ def _evaluate(translator, test_pairs, directory, beams) -> dict:
     write_text_atomically(
         os.path.join(directory, TRANSLATIONS_FILE),
         "".join(
-            f"{source}\t{target}\t{translation}\n"
+            f"{source}\t{target}\t{as_field(translation)}\n"
             for (source, target), translation in zip(
                 test_pairs, results["translations"], strict=True
             )

@@ -1,6 +1,7 @@
 import pytest
 
 from keras_transformer.data import PairsFileError, read_pairs, split_pairs
+from keras_transformer.data.pairs import as_field
 
 
 def write(tmp_path, content, mode="w"):
@@ -55,3 +56,7 @@ def test_splits_are_disjoint_deterministic_and_complete():
 def test_split_rejects_bad_fractions():
     with pytest.raises(ValueError, match="validation"):
         split_pairs([("a", "b")], validation=0.6, test=0.5)
+
+
+def test_a_field_never_holds_tabs_or_line_breaks():
+    assert as_field("a\tb\nc\r\nd\x1e") == "a b c  d\x1e"
