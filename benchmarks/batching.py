@@ -63,7 +63,7 @@ def measure(task: str, count: int, batch_tokens: int) -> list[dict]:
         results = []
         for way, (data, fit_arguments, padding) in ways.items():
             keras.utils.set_random_seed(0)
-            model = build_transformer(options, *tokenizers)
+            model = build_transformer(options, *tokenizers, steps_per_epoch=batches.num_batches)
             times = EpochTimes()
             model.fit(*data, **fit_arguments, epochs=2, callbacks=[times], verbose=0)
             results.append(

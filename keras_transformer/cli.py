@@ -128,6 +128,7 @@ _OPTION_HELP = {
     "max_length": "longest pair side in tokens; longer pairs are left out",
     "average_checkpoints": "average the last N epochs' weights instead of keeping the best",
     "dtype_policy": "float32, mixed_bfloat16 or mixed_float16",
+    "decay_to_zero": "decay the learning rate linearly to zero at the last epoch",
 }
 
 

@@ -1,39 +1,17 @@
 """The `keras-transformer` command, end to end on tiny data."""
 
-import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import pytest
 
 from keras_transformer.cli import main, translate_lines
 from keras_transformer.data import number_pairs
-from keras_transformer.translation import run as run_module
+from tests.cli_runs import DISTRIBUTED_BACKENDS, TINY, run, write_pairs
 from tests.helpers import BACKEND
-
-TINY_MODEL = ["--num-layers", "1", "--d-model", "16", "--ff-dim", "32"]
-# 300 pairs split 240 / 30 / 30 in batches of 1024 tokens: a few batch shapes,
-# so each backend compiles a few training steps.
-TINY = ["--epochs", "2", "--batch-tokens", "1024", *TINY_MODEL]
-
-
-def command(*args):
-    return [sys.executable, "-m", "keras_transformer", *args]
-
-
-def run(*args, **kwargs):
-    environment = {**os.environ, "KERAS_BACKEND": BACKEND}
-    return subprocess.run(command(*args), capture_output=True, text=True, env=environment, **kwargs)
-
-
-def write_pairs(path, pairs):
-    path.write_text("".join(f"{source}\t{target}\n" for source, target in pairs), "utf-8")
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -129,73 +107,6 @@ def test_translate_takes_sentences_as_arguments_and_plots_attention(trained_run,
     assert main(["translate", "--model", out, "--attention", str(picture), "twelve", "ten"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def epochs_logged(out):
-    with open(os.path.join(out, "training_state", "history.csv"), encoding="utf-8") as file:
-        return [int(row["epoch"]) for row in csv.DictReader(file)]
-
-
-def epochs_backed_up(out):
-    """The epochs Keras's backup holds, or None before the first one ends."""
-    path = os.path.join(out, "training_state", "backup", "training_metadata.json")
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)["epoch"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def test_a_killed_run_resumes_where_it_stopped(tmp_path, capsys):
-    out = str(tmp_path / "run")
-    args = ["train", "--out", out, "--pairs", "300", *TINY, "--no-pictures"]
-    environment = {**os.environ, "KERAS_BACKEND": BACKEND}
-    process = subprocess.Popen(
-        command(*args), env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    # Killed as soon as the backup of the first epoch is written.
-    deadline = time.monotonic() + 300
-    while process.poll() is None and time.monotonic() < deadline:
-        if epochs_backed_up(out) == 1:
-            process.send_signal(signal.SIGKILL)
-        time.sleep(0.01)
-    process.wait()
-    assert epochs_logged(out) == [0], "the run was not stopped after its first epoch"
-    assert main(args) == 0  # the same command again, here in this process
-    assert epochs_logged(out) == [0, 1]
-    printed = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in printed if line.startswith("Epoch ")] == ["2/2"]
-
-
-DISTRIBUTED_BACKENDS = ("jax", "tensorflow")
-
-
-class InterruptAtSecondEpoch(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-
-@pytest.mark.skipif(BACKEND not in DISTRIBUTED_BACKENDS, reason=f"{BACKEND}: one device only")
-def test_a_distributed_run_resumes_on_one_device(tmp_path, capsys, monkeypatch):
-    out = str(tmp_path / "run")
-    args = ["train", "--out", out, "--pairs", "300", *TINY, "--no-pictures"]
-    callbacks = run_module._RunState.callbacks
-    monkeypatch.setattr(
-        run_module._RunState,
-        "callbacks",
-        lambda state, checkpoints: [*callbacks(state, checkpoints), InterruptAtSecondEpoch()],
-    )
-    assert main([*args, "--distribute", "data"]) == 130
-    assert "Training on 4 devices (data parallel)" in capsys.readouterr().out
-    assert epochs_logged(out) == [0]
-    monkeypatch.setattr(run_module._RunState, "callbacks", callbacks)
-    assert main(args) == 0  # the same run, now on one device
-    assert epochs_logged(out) == [0, 1]
-    printed = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in printed if line.startswith("Epoch ")] == ["2/2"]
-    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as file:
-        assert json.load(file)["devices"] == 1
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,10 @@ class TrainingOptions:
     (or, with `average_checkpoints` > 1, the mean of the last that many
     epochs' weights). Batches hold about `batch_tokens` tokens of pairs of
     similar lengths; `accumulate_steps` > 1 averages the gradients of that
-    many batches per update. `vocabulary_size` None sizes the vocabulary
+    many batches per update. The learning rate follows the paper's warmup
+    and inverse-square-root schedule, times a linear decay that reaches zero
+    after `epochs` epochs unless `decay_to_zero` is False. `vocabulary_size`
+    None sizes the vocabulary
     from the data; `shared_vocabulary` trains one vocabulary for both sides
     and shares the embeddings and the output projection, as the paper does.
     """
@@ -65,7 +68,8 @@ class TrainingOptions:
     dropout: float = 0.1
     label_smoothing: float = 0.1
     warmup_steps: int = 500
-    learning_rate_scale: float = 0.5
+    learning_rate_scale: float = 1.0
+    decay_to_zero: bool = True
     tokenizer: str = "sentencepiece"
     vocabulary_size: int | None = None
     shared_vocabulary: bool = False
@@ -157,7 +161,9 @@ def train_translator(
     if devices is not None:
         log(f"Training on {len(devices.devices)} devices ({devices.mode} parallel)")
     with _scope(devices):
-        transformer = build_transformer(options, source_tokenizer, target_tokenizer)
+        transformer = build_transformer(
+            options, source_tokenizer, target_tokenizer, steps_per_epoch=train.num_batches
+        )
         checkpoints = state.checkpoints()
         started = time.time()
         transformer.fit(
@@ -206,9 +212,14 @@ def _check_splits(splits) -> None:
             raise ValueError(f"`splits[{split!r}]` must hold at least one pair.")
 
 
-def build_transformer(options: TrainingOptions, source_tokenizer, target_tokenizer):
+def build_transformer(
+    options: TrainingOptions, source_tokenizer, target_tokenizer, steps_per_epoch: int
+):
     """The compiled `Transformer` that `train_translator` trains for
-    `options`, sized to the tokenizers' vocabularies."""
+    `options`, sized to the tokenizers' vocabularies; `steps_per_epoch`
+    (batches) times `options.epochs` is where the learning rate reaches zero
+    with `options.decay_to_zero`."""
+    total_steps = options.epochs * steps_per_epoch if options.decay_to_zero else None
     transformer = Transformer(
         source_vocabulary_size=source_tokenizer.vocabulary_size(),
         target_vocabulary_size=target_tokenizer.vocabulary_size(),
@@ -230,6 +241,7 @@ def build_transformer(options: TrainingOptions, source_tokenizer, target_tokeniz
             gradient_accumulation_steps=(
                 options.accumulate_steps if options.accumulate_steps > 1 else None
             ),
+            total_steps=total_steps,
         ),
         loss=MaskedCrossEntropy(label_smoothing=options.label_smoothing),
         metrics=[MaskedAccuracy()],

@@ -24,6 +24,18 @@ def test_schedule_follows_the_paper_formula():
         np.testing.assert_allclose(float(to_numpy(schedule(step - 1))), expected, rtol=1e-5)
 
 
+def test_schedule_with_total_steps_decays_linearly_to_zero():
+    paper = TransformerSchedule(d_model=64, warmup_steps=10)
+    decayed = TransformerSchedule(d_model=64, warmup_steps=10, total_steps=100)
+    for step in [0, 9, 50, 98]:
+        expected = float(to_numpy(paper(step))) * (1 - (step + 1) / 101)
+        np.testing.assert_allclose(float(to_numpy(decayed(step))), expected, rtol=1e-5)
+    assert float(to_numpy(decayed(99))) > 0
+    assert float(to_numpy(decayed(100))) == float(to_numpy(decayed(500))) == 0
+    restored = TransformerSchedule.from_config(decayed.get_config())
+    assert restored.total_steps == 100
+
+
 def test_schedule_peaks_at_the_end_of_warmup():
     schedule = TransformerSchedule(d_model=64, warmup_steps=100, scale=2.0)
     rates = [float(to_numpy(schedule(step))) for step in range(300)]
