@@ -19,12 +19,13 @@ from tests.helpers import BACKEND
 
 @pytest.fixture(scope="module")
 def one_shape(tmp_path_factory):
-    """Train options on numbers below 100 in word pieces: every side fits in 8
-    tokens, so every batch has one shape and each backend compiles one
-    training step."""
+    """Train options on numbers below 100 with pairs of at most 8 tokens a
+    side, in batches of 8 rows: every batch has one shape, so each backend
+    compiles one training step."""
     path = tmp_path_factory.mktemp("numbers") / "pairs.tsv"
     data = write_pairs(path, number_pairs(count=100, max_number=100, seed=5))
-    return ["--data", data, "--tokenizer", "wordpiece", *TINY, "--no-pictures"]
+    one_shape = ["--max-length", "8", "--batch-tokens", "64", "--no-pictures"]
+    return ["--data", data, "--tokenizer", "wordpiece", *TINY, *one_shape]
 
 
 def epochs_logged(out):

@@ -61,7 +61,7 @@ def read_back(corpus, indices):
 
 
 def test_buckets_end_at_the_longest_length():
-    assert list(length_buckets(100)) == [8, 16, 24, 32, 48, 64, 96, 100]
+    assert list(length_buckets(100)) == [8, 16, 32, 64, 100]
     assert list(length_buckets(16)) == [8, 16]
     assert list(length_buckets(5)) == [5]
 
