@@ -40,19 +40,14 @@ def corpus(tmp_path, tokenizer):
 
 
 @pytest.fixture
-def make_batches(corpus, tokenizer):
-    def make(*args, **kwargs):
-        batches = TokenBatches(corpus, *args, **kwargs)
-        batches.tokenizer_for_tests = tokenizer
-        return batches
-
-    return make
+def make_batches(corpus):
+    return lambda *args, **kwargs: TokenBatches(corpus, *args, **kwargs)
 
 
-def pair_ids(batches, index):
-    """The indices of the pairs in batch `index`, read from their sources;
-    rows of padding are left out."""
-    sources = detokenize(batches.tokenizer_for_tests, batches[index][0]["encoder_inputs"])
+def pair_ids(batches, index, tokenizer):
+    """The indices of the pairs in batch `index`, read from their sources
+    (which start with it); rows of padding are left out."""
+    sources = detokenize(tokenizer, batches[index][0]["encoder_inputs"])
     return [int(source.split()[0]) for source in sources if source]
 
 
@@ -68,7 +63,7 @@ def test_buckets_end_at_the_longest_length():
 
 @pytest.mark.parametrize("batch_tokens", [256, 1000, 4096])
 def test_batches_stay_within_the_token_budget_and_hold_each_pair_once(
-    corpus, make_batches, batch_tokens
+    corpus, make_batches, tokenizer, batch_tokens
 ):
     batches = make_batches(batch_tokens, 256, seed=3)
     for epoch in range(2):
@@ -78,23 +73,23 @@ def test_batches_stay_within_the_token_budget_and_hold_each_pair_once(
             inputs, labels = batches[index]
             for array in (inputs["encoder_inputs"], inputs["decoder_inputs"], labels):
                 assert array.size <= batch_tokens
-            seen += list(pair_ids(batches, index))
+            seen += list(pair_ids(batches, index, tokenizer))
         assert sorted(seen) == list(range(len(corpus)))
 
 
-def test_each_epoch_has_its_own_order_and_a_seed_repeats_it(make_batches):
+def test_each_epoch_has_its_own_order_and_a_seed_repeats_it(make_batches, tokenizer):
     batches = make_batches(512, 256, seed=3)
-    first = [pair_ids(batches, i) for i in range(batches.num_batches)]
+    first = [pair_ids(batches, i, tokenizer) for i in range(batches.num_batches)]
     batches.set_epoch(1)
-    second = [pair_ids(batches, i) for i in range(batches.num_batches)]
+    second = [pair_ids(batches, i, tokenizer) for i in range(batches.num_batches)]
     again = make_batches(512, 256, seed=3)
     again.set_epoch(1)
     assert second != first
-    assert second == [pair_ids(again, i) for i in range(again.num_batches)]
+    assert second == [pair_ids(again, i, tokenizer) for i in range(again.num_batches)]
     unshuffled = make_batches(512, 256)
     unshuffled.set_epoch(1)
-    assert [pair_ids(unshuffled, i) for i in range(unshuffled.num_batches)] == [
-        pair_ids(make_batches(512, 256), i) for i in range(unshuffled.num_batches)
+    assert [pair_ids(unshuffled, i, tokenizer) for i in range(unshuffled.num_batches)] == [
+        pair_ids(make_batches(512, 256), i, tokenizer) for i in range(unshuffled.num_batches)
     ]
 
 
@@ -102,7 +97,7 @@ def test_rows_hold_the_pairs_framed_and_padded(make_batches, tokenizer):
     pairs = varied_pairs()
     batches = make_batches(1024, 256)
     inputs, labels = batches[0]
-    for row, pair_index in enumerate(pair_ids(batches, 0)):
+    for row, pair_index in enumerate(pair_ids(batches, 0, tokenizer)):
         source, target = tokenize(tokenizer, pairs[pair_index])
         encoder = inputs["encoder_inputs"][row]
         assert list(encoder[: len(source)]) == source and not encoder[len(source) :].any()
