@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 DEMO_BACKEND ?= jax
 
-.PHONY: install test demo bench lint format clean
+.PHONY: install test demo bench suite lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: install
 bench: install
 	$(PYTHON) -m benchmarks training generation attention
 	$(PYTHON) -m benchmarks training --size large --steps 4 --repeats 4
+
+# The training defaults on seven generated tasks (JAX); see docs/tasks.md.
+suite: install
+	KERAS_BACKEND=jax $(PYTHON) -m benchmarks.suite --save
 
 lint: install
 	$(VENV)/bin/ruff check .
