@@ -197,8 +197,9 @@ class TokenBatches(keras.utils.PyDataset):
         self.row_multiple = check_positive_int("row_multiple", row_multiple)
         self.seed = seed
         buckets = length_buckets(max_length)
-        self._source_bucket = np.searchsorted(buckets, corpus.source_lengths)
-        self._target_bucket = np.searchsorted(buckets, corpus.target_lengths + 1)
+        # Small integers: the plan of a million pairs takes a few megabytes.
+        self._source_bucket = np.searchsorted(buckets, corpus.source_lengths).astype("int16")
+        self._target_bucket = np.searchsorted(buckets, corpus.target_lengths + 1).astype("int16")
         self._buckets = buckets
         longest = int(buckets[max(self._source_bucket.max(), self._target_bucket.max())])
         if self.rows_for(longest) == 0:
@@ -222,12 +223,12 @@ class TokenBatches(keras.utils.PyDataset):
 
     def _plan(self, epoch: int) -> list[tuple[np.ndarray, int, int]]:
         """`(pair indices, source_len, target_len)` of every batch."""
-        bucket = self._source_bucket * len(self._buckets) + self._target_bucket
-        order = np.arange(len(bucket))
+        bucket = self._source_bucket * np.int16(len(self._buckets)) + self._target_bucket
+        order = np.arange(len(bucket), dtype="int32")
         rng = None if self.seed is None else np.random.default_rng([self.seed, epoch])
         if rng is not None:
             order = rng.permutation(order)
-        order = order[np.argsort(bucket[order], kind="stable")]
+        order = order[np.argsort(bucket[order], kind="stable").astype("int32")]
         edges = np.flatnonzero(np.diff(bucket[order])) + 1
         batches = []
         for members in np.split(order, edges):
