@@ -60,7 +60,7 @@ class TransformerBlock(keras.layers.Layer):
             dropout=self.attention_dropout,
             kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=self.bias_initializer,
-            seed=sub_seed(self.seed, 100 + index),
+            seed=sub_seed(self.seed, "attention_dropout", index),
             dtype=self.dtype_policy,
             name=name,
         )
@@ -86,7 +86,7 @@ class TransformerBlock(keras.layers.Layer):
         norm.build(inputs_shape)
         dropout = keras.layers.Dropout(
             self.dropout,
-            seed=sub_seed(self.seed, index),
+            seed=sub_seed(self.seed, "sublayer_dropout", index),
             dtype=self.dtype_policy,
             name=f"{name}_dropout",
         )

@@ -119,14 +119,14 @@ class Transformer(keras.Model):
         }
 
         # === Layers ===
-        def embedding(vocabulary_size, name, index):
+        def embedding(vocabulary_size, name):
             return InputEmbedding(
                 vocabulary_size,
                 d_model,
                 position_encoding=position_encoding,
                 max_length=max_length,
                 dropout=dropout,
-                seed=sub_seed(seed, index),
+                seed=sub_seed(seed, name),
                 dtype=dtype,
                 name=name,
             )
@@ -138,21 +138,21 @@ class Transformer(keras.Model):
                 epsilon=layer_norm_epsilon, dtype=dtype, name=name
             )
 
-        self.source_embedding = embedding(source_vocabulary_size, "source_embedding", 0)
+        self.source_embedding = embedding(source_vocabulary_size, "source_embedding")
         self.target_embedding = (
             self.source_embedding
             if share_embeddings
-            else embedding(target_vocabulary_size, "target_embedding", 1)
+            else embedding(target_vocabulary_size, "target_embedding")
         )
         self.encoder_blocks = [
             EncoderBlock(
-                **block_kwargs, seed=sub_seed(seed, 10 * (i + 1)), name=f"encoder_block_{i}"
+                **block_kwargs, seed=sub_seed(seed, "encoder_block", i), name=f"encoder_block_{i}"
             )
             for i in range(num_layers)
         ]
         self.decoder_blocks = [
             DecoderBlock(
-                **block_kwargs, seed=sub_seed(seed, 10 * (i + 1) + 5), name=f"decoder_block_{i}"
+                **block_kwargs, seed=sub_seed(seed, "decoder_block", i), name=f"decoder_block_{i}"
             )
             for i in range(num_layers)
         ]

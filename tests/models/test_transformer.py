@@ -194,3 +194,14 @@ def test_attention_scores_cover_every_layer_and_skip_source_padding():
     assert cross.shape == (2, 4, 3, 4)
     np.testing.assert_allclose(cross.sum(-1), 1.0, atol=1e-5)
     assert np.all(cross[0, :, :, 3] == 0)
+
+
+def test_sublayer_seeds_are_fixed_offsets_of_the_seed():
+    model = small_model(seed=3)
+    assert (model.source_embedding.seed, model.target_embedding.seed) == (3, 4)
+    assert [block.seed for block in model.encoder_blocks] == [13, 23]
+    assert [block.seed for block in model.decoder_blocks] == [18, 28]
+    block = model.decoder_blocks[1]
+    assert (block.self_attention.seed, block.cross_attention.seed) == (128, 129)
+    dropouts = (block.self_attention_dropout, block.cross_attention_dropout)
+    assert [d.seed for d in (*dropouts, block.feed_forward_dropout)] == [28, 29, 30]
