@@ -14,12 +14,13 @@ from keras_transformer.layers import (
     MultiHeadSelfAttention,
     PositionalEncoding,
 )
-from keras_transformer.models import Transformer
+from keras_transformer.models import BeamSearch, Transformer
 from keras_transformer.translation import Translator
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BeamSearch",
     "CausalMask",
     "DecoderBlock",
     "EncoderBlock",

@@ -12,6 +12,13 @@ def check_positive_int(name: str, value: Any) -> int:
     return value
 
 
+def check_non_negative(name: str, value: Any) -> float:
+    """Returns `value` as a float if it is a number >= 0, else raises."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
+    return float(value)
+
+
 def check_rate(name: str, value: Any) -> float:
     """Returns `value` as a float if it lies in [0, 1), else raises."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

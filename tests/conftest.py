@@ -1,5 +1,3 @@
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -27,17 +25,20 @@ def _split_cpu(count: int) -> None:
 _split_cpu(VIRTUAL_DEVICES)
 
 
-def _one_torch_thread_per_worker() -> None:
-    """pytest-xdist workers share the cores: with a thread per core in every
-    worker, torch's OpenMP threads wait on each other (the torch suite took
-    almost three times as long on two workers as in one process)."""
-    if "PYTEST_XDIST_WORKER" in os.environ and keras.backend.backend() == "torch":
+def _one_torch_thread() -> None:
+    """The tests' tensors are tiny: with a thread per core, torch's OpenMP
+    threads wait on each other, the more so when other processes share the
+    cores. pytest-xdist workers ran the torch suite almost three times as
+    fast with one thread each, and in one process on two busy cores the
+    trained reverser fixture took 31 s to train with one thread against
+    716 s with two."""
+    if keras.backend.backend() == "torch":
         import torch
 
         torch.set_num_threads(1)
 
 
-_one_torch_thread_per_worker()
+_one_torch_thread()
 
 
 @pytest.fixture(scope="session")

@@ -4,25 +4,51 @@ import os
 
 import keras
 import numpy as np
-from keras.src.backend import get_keras_mask, set_keras_mask
 
 BACKEND = keras.backend.backend()
+standardize_dtype = keras.backend.standardize_dtype
 
 
 def to_numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
+class AttachMask(keras.layers.Layer):
+    """Passes its input through with `padding` as its Keras mask."""
+
+    def __init__(self, padding, **kwargs):
+        super().__init__(autocast=False, **kwargs)
+        self.padding = padding
+
+    def call(self, inputs):
+        return keras.ops.copy(inputs)
+
+    def compute_mask(self, inputs, mask=None):
+        return keras.ops.convert_to_tensor(self.padding, dtype="bool")
+
+
+class ReadMask(keras.layers.Layer):
+    """Keeps the Keras mask that Keras passes to `call` as `mask`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(autocast=False, **kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        self.received = mask
+        return inputs
+
+
 def masked(x, mask):
     """`x` as a backend tensor carrying the Keras padding mask `mask`."""
-    x = keras.ops.convert_to_tensor(x)
-    set_keras_mask(x, keras.ops.convert_to_tensor(mask, dtype="bool"))
-    return x
+    return AttachMask(mask)(keras.ops.convert_to_tensor(x))
 
 
 def mask_of(x):
-    mask = get_keras_mask(x)
-    return None if mask is None else to_numpy(mask)
+    """The Keras mask of `x` as a numpy array, or None."""
+    reader = ReadMask()
+    reader(x)
+    return None if reader.received is None else to_numpy(reader.received)
 
 
 def assert_config_round_trip(layer):
@@ -68,14 +94,14 @@ def copy_attention_weights(keras_attention, ours):
     `MultiHeadSelfAttention` (kernels `(d, heads, key_dim)` become
     `(d, heads * key_dim)`)."""
     pairs = [
-        (keras_attention._query_dense, ours.query_dense),
-        (keras_attention._key_dense, ours.key_dense),
-        (keras_attention._value_dense, ours.value_dense),
+        (keras_attention.query_dense, ours.query_dense),
+        (keras_attention.key_dense, ours.key_dense),
+        (keras_attention.value_dense, ours.value_dense),
     ]
     for source, target in pairs:
-        kernel, bias = (to_numpy(w) for w in source.weights)
+        kernel, bias = source.get_weights()
         target.set_weights([kernel.reshape(kernel.shape[0], -1), bias.reshape(-1)])
-    kernel, bias = (to_numpy(w) for w in keras_attention._output_dense.weights)
+    kernel, bias = keras_attention.output_dense.get_weights()
     ours.output_dense.set_weights([kernel.reshape(-1, kernel.shape[-1]), bias])
 
 
@@ -95,3 +121,34 @@ def copy_keras_nlp_block_weights(reference, ours):
     copy_dense_weights(reference._feedforward_intermediate_dense, feed_forward.intermediate_dense)
     copy_dense_weights(reference._feedforward_output_dense, feed_forward.output_dense)
     copy_dense_weights(reference._feedforward_layer_norm, ours.feed_forward_norm)
+
+
+def assert_functional_call_matches_eager(layer, inputs, tensor_kwargs=None, atol=1e-5, **kwargs):
+    """Calls `layer` on `keras.Input`s and builds a functional model of the
+    call: the symbolic outputs have the structure, shapes and dtypes of the
+    eager call's, and the model computes the eager call's values.
+
+    `inputs` is an array or a list of arrays, the positional arguments;
+    `tensor_kwargs` maps keyword arguments to arrays (caches, masks);
+    `kwargs` are the other (Python) keyword arguments."""
+    arrays = inputs if isinstance(inputs, list) else [inputs]
+    tensor_kwargs = tensor_kwargs or {}
+    symbolic = [_input_like(a) for a in arrays]
+    symbolic_kwargs = {name: _input_like(a) for name, a in tensor_kwargs.items()}
+    symbolic_outputs = layer(*symbolic, **symbolic_kwargs, **kwargs)
+    model = keras.Model([symbolic, symbolic_kwargs], symbolic_outputs)
+    eager_outputs = layer(*arrays, **tensor_kwargs, **kwargs)
+    keras.tree.assert_same_structure(symbolic_outputs, eager_outputs)
+    flat_eager = keras.tree.flatten(eager_outputs)
+    for spec, value in zip(keras.tree.flatten(symbolic_outputs), flat_eager, strict=True):
+        assert len(spec.shape) == len(value.shape)
+        assert all(s in (None, v) for s, v in zip(spec.shape, value.shape, strict=True))
+        assert standardize_dtype(spec.dtype) == standardize_dtype(value.dtype)
+    computed = keras.tree.flatten(model([arrays, tensor_kwargs]))
+    for value, expected in zip(computed, flat_eager, strict=True):
+        np.testing.assert_allclose(to_numpy(value), to_numpy(expected), atol=atol)
+    return eager_outputs
+
+
+def _input_like(array):
+    return keras.Input(array.shape[1:], dtype=str(array.dtype))

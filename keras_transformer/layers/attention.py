@@ -7,7 +7,6 @@ from keras import ops
 
 from keras_transformer.layers.masking import (
     causal_mask,
-    keras_mask_of,
     merge_masks,
     padding_to_attention_mask,
     unblock_empty_rows,
@@ -57,7 +56,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             where a query may attend a key.
         use_causal_mask: bool. Also forbid attending to later positions.
         return_attention_scores: bool. Also return the attention
-            probabilities `(batch, num_heads, query_len, key_len)`.
+            probabilities `(batch, num_heads, query_len, key_len)`. Not with
+            a `cache`: the scores of a decoded sequence come from one call
+            on the whole of it.
         training: bool. Whether dropout is active.
         cache: optional key/value cache `(batch, 2, max_len, num_heads,
             key_dim)` for incremental decoding. With `cache_index`, the keys
@@ -68,10 +69,17 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             `compute_key_value_cache(context)`.
         cache_index: int or scalar int tensor. Position of the first query
             (and of the first cache entry written).
+        mask, inputs_mask: boolean `(batch, query_len)`, True at the real
+            positions of `inputs`. Keras passes the Keras mask of `inputs`
+            as `mask` when `inputs` is the only tensor argument, else as
+            `inputs_mask`.
+        context_mask: boolean `(batch, key_len)`, True at the real positions
+            of `context`; Keras passes the Keras mask of `context`.
 
-    Returns: the outputs `(batch, query_len, d_model)`; then the attention
-    probabilities if `return_attention_scores`; then the updated cache if a
-    `cache` was given.
+    Returns: the outputs `(batch, query_len, d_model)`; `(outputs, scores)`
+    with `return_attention_scores`; `(outputs, cache)`, the cache updated,
+    whenever a `cache` is given (the incremental call). The same structure
+    in a functional model as eagerly.
 
     Masking: the Keras mask of `context` (of `inputs` for self-attention)
     marks the keys that may be attended; it is merged with `attention_mask`
@@ -149,31 +157,29 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         training=None,
         cache=None,
         cache_index=None,
+        mask=None,
+        inputs_mask=None,
+        context_mask=None,
     ):
+        _check_cache_arguments(return_attention_scores, cache, cache_index)
+        key_padding = _key_padding(context, cache, mask, inputs_mask, context_mask)
         query = self._split_heads(self.query_dense(inputs))  # (batch, query_len, heads, dim)
-        key, value, cache, key_padding = self._keys_and_values(
+        key, value, cache = self._keys_and_values(
             inputs if context is None else context, cache, cache_index
         )  # key, value: (batch, key_len, heads, dim)
-        mask = self._attention_mask(
+        attention_mask = self._attention_mask(
             query, key, key_padding, attention_mask, use_causal_mask, cache_index
         )
-        needs_probabilities = return_attention_scores or (training and self.dropout > 0)
-        if needs_probabilities:
-            attended, probabilities = self._explicit_attention(query, key, value, mask, training)
-        else:
-            attended = ops.dot_product_attention(
-                query, key, value, mask=mask, scale=1.0 / math.sqrt(self.head_dim)
-            )  # (batch, query_len, heads, dim)
+        attended, scores = self._attend(
+            query, key, value, attention_mask, return_attention_scores, training
+        )  # attended: (batch, query_len, heads, dim)
         outputs = self.output_dense(self._merge_heads(attended))  # (batch, query_len, d_model)
-        results = (outputs,)
-        if return_attention_scores:
-            results += (probabilities,)
         if cache is not None:
-            results += (cache,)
-        return results[0] if len(results) == 1 else results
+            return outputs, cache
+        return (outputs, scores) if return_attention_scores else outputs
 
     def _keys_and_values(self, keys_source, cache, cache_index):
-        """Keys and values to attend, the updated cache and the key padding.
+        """Keys and values to attend, and the updated cache.
 
         Without a cache they are projected from `keys_source`. With a cache and
         a `cache_index`, the projections of `keys_source` are written into the
@@ -182,15 +188,25 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         encoder's outputs, say) and `keys_source` is not used.
         """
         if cache is not None and cache_index is None:
-            return cache[:, 0], cache[:, 1], cache, None
+            return cache[:, 0], cache[:, 1], cache
         key = self._split_heads(self.key_dense(keys_source))  # (batch, new_len, heads, dim)
         value = self._split_heads(self.value_dense(keys_source))  # (batch, new_len, heads, dim)
         if cache is None:
-            return key, value, None, keras_mask_of(keys_source)
+            return key, value, None
         update = ops.cast(ops.stack([key, value], axis=1), cache.dtype)  # (batch, 2, new_len, ...)
         start = [0, 0, cache_index, 0, 0]
         cache = ops.slice_update(cache, start, update)  # (batch, 2, max_len, heads, dim)
-        return cache[:, 0], cache[:, 1], cache, None
+        return cache[:, 0], cache[:, 1], cache
+
+    def _attend(self, query, key, value, mask, return_attention_scores, training):
+        """The heads' attended values and, when they are materialised (for
+        the scores, or for dropout while training), the probabilities."""
+        if return_attention_scores or (training and self.dropout > 0):
+            return self._explicit_attention(query, key, value, mask, training)
+        attended = ops.dot_product_attention(
+            query, key, value, mask=mask, scale=1.0 / math.sqrt(self.head_dim)
+        )  # (batch, query_len, heads, dim)
+        return attended, None
 
     def compute_key_value_cache(self, context):
         """Projects `context` `(batch, key_len, d_context)` to the keys and
@@ -243,6 +259,28 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     def compute_output_shape(self, inputs_shape, context_shape=None):
         return inputs_shape
 
+    def compute_output_spec(
+        self,
+        inputs,
+        context=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+        cache=None,
+        cache_index=None,
+        **masks,
+    ):
+        _check_cache_arguments(return_attention_scores, cache, cache_index)
+        outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if cache is not None:
+            return outputs, keras.KerasTensor(cache.shape, dtype=cache.dtype)
+        if not return_attention_scores:
+            return outputs
+        key_length = (inputs if context is None else context).shape[1]
+        scores_shape = (inputs.shape[0], self.num_heads, inputs.shape[1], key_length)
+        return outputs, keras.KerasTensor(scores_shape, dtype=self.compute_dtype)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -257,3 +295,27 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             }
         )
         return config
+
+
+def _key_padding(context, cache, mask, inputs_mask, context_mask):
+    """The padding of the attended keys, `(batch, key_len)` or None: that of
+    `context`, or of `inputs` in self-attention. A cache's keys have none."""
+    if cache is not None:
+        return None
+    if context is not None:
+        return context_mask
+    return merge_masks(mask, inputs_mask)
+
+
+def _check_cache_arguments(return_attention_scores, cache, cache_index) -> None:
+    if cache is None and cache_index is not None:
+        raise ValueError(
+            "`cache_index` is the position written into a `cache`, but no `cache` was "
+            f"given. Received: cache=None, cache_index={cache_index!r}"
+        )
+    if cache is not None and return_attention_scores:
+        raise ValueError(
+            "A call with a `cache` returns `(outputs, cache)`; the attention scores "
+            "come from a call without one, on the whole sequence. Received: "
+            "return_attention_scores=True and a cache"
+        )

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_transformer.layers.masking import merge_masks
 from keras_transformer.layers.transformer_block import TransformerBlock
 from keras_transformer.validation import check_sequence_shape
 
@@ -50,9 +51,10 @@ class DecoderBlock(TransformerBlock):
         training: bool. Whether dropout is active.
         self_attention_cache: optional `(batch, 2, max_len, num_heads,
             key_dim)` keys and values of the target positions decoded so
-            far; with it the block also returns the updated cache.
+            far: the incremental call, which returns `(outputs, cache)`.
         cache_index: int or scalar int tensor. Position of `inputs` in the
-            target sequence, where the cache is written.
+            target sequence, where the cache is written; required with
+            `self_attention_cache`.
         cross_attention_cache: optional precomputed keys and values of the
             encoder outputs, from `compute_cross_attention_cache`; then
             `encoder_outputs` may be None and `cross_attention_mask` carries
@@ -60,10 +62,19 @@ class DecoderBlock(TransformerBlock):
         return_attention_scores: bool. Also return a dict of attention
             probabilities: `"self_attention"` `(batch, num_heads, target_len,
             target_len)` and, with cross-attention, `"cross_attention"`
-            `(batch, num_heads, target_len, source_len)`.
+            `(batch, num_heads, target_len, source_len)`. Not with caches:
+            the scores of a decoded sequence come from one call on the whole
+            of it.
+        mask, inputs_mask: boolean `(batch, target_len)`, True at real target
+            positions. Keras passes the Keras mask of `inputs`: as `mask`
+            when `inputs` is the only tensor argument, else as `inputs_mask`.
+        encoder_outputs_mask: boolean `(batch, source_len)`, True at real
+            source positions; Keras passes the Keras mask of
+            `encoder_outputs`.
 
-    Returns `outputs`, followed by the scores if `return_attention_scores`
-    and then the updated self-attention cache if one was given.
+    Returns `outputs`; `(outputs, scores)` with `return_attention_scores`;
+    `(outputs, self_attention_cache)`, the cache updated, in the incremental
+    call. The same structure in a functional model as eagerly.
 
     Masking: the Keras mask of `inputs` keeps padded target positions from
     being attended and is passed on to the output; the Keras mask of
@@ -114,31 +125,36 @@ class DecoderBlock(TransformerBlock):
         cache_index=None,
         cross_attention_cache=None,
         return_attention_scores=False,
+        mask=None,
+        inputs_mask=None,
+        encoder_outputs_mask=None,
     ):
-        self._check_cross_attention(encoder_outputs, cross_attention_cache)
-        scores = {}
-        attended, scores["self_attention"], self_attention_cache = _attend(
+        self._check_call(encoder_outputs, self_attention_cache, cache_index, cross_attention_cache)
+        seconds = {}  # the second output of each attention: its scores, or its cache
+        attended, seconds["self_attention"] = _attend(
             self.self_attention,
             self._sublayer_input(inputs, self.self_attention_norm),
             cache=self_attention_cache,
+            return_attention_scores=return_attention_scores,
             cache_index=cache_index,
             attention_mask=self_attention_mask,
             use_causal_mask=use_causal_mask,
-            return_attention_scores=return_attention_scores,
             training=training,
+            inputs_mask=merge_masks(mask, inputs_mask),
         )
         y = self._add_and_norm(
             inputs, attended, self.self_attention_norm, self.self_attention_dropout, training
         )
         if self.cross_attention is not None:
-            attended, scores["cross_attention"], _ = _attend(
+            attended, seconds["cross_attention"] = _attend(
                 self.cross_attention,
                 self._sublayer_input(y, self.cross_attention_norm),
-                context=encoder_outputs,
                 cache=cross_attention_cache,
-                attention_mask=cross_attention_mask,
                 return_attention_scores=return_attention_scores,
+                context=encoder_outputs,
+                attention_mask=cross_attention_mask,
                 training=training,
+                context_mask=encoder_outputs_mask,
             )
             y = self._add_and_norm(
                 y, attended, self.cross_attention_norm, self.cross_attention_dropout, training
@@ -147,12 +163,43 @@ class DecoderBlock(TransformerBlock):
         outputs = self._add_and_norm(
             y, transformed, self.feed_forward_norm, self.feed_forward_dropout, training
         )  # (batch, target_len, d_model)
-        results = (outputs,)
-        if return_attention_scores:
-            results += (scores,)
         if self_attention_cache is not None:
-            results += (self_attention_cache,)
-        return results[0] if len(results) == 1 else results
+            return outputs, seconds["self_attention"]  # the updated cache
+        return (outputs, seconds) if return_attention_scores else outputs
+
+    def compute_output_spec(
+        self,
+        inputs,
+        encoder_outputs=None,
+        self_attention_mask=None,
+        cross_attention_mask=None,
+        use_causal_mask=True,
+        training=None,
+        self_attention_cache=None,
+        cache_index=None,
+        cross_attention_cache=None,
+        return_attention_scores=False,
+        **masks,
+    ):
+        self._check_call(encoder_outputs, self_attention_cache, cache_index, cross_attention_cache)
+        outputs = self._outputs_spec(inputs)
+        if self_attention_cache is not None:
+            _, cache = self.self_attention.compute_output_spec(
+                inputs,
+                return_attention_scores=return_attention_scores,
+                cache=self_attention_cache,
+                cache_index=cache_index,
+            )
+            return outputs, cache
+        if not return_attention_scores:
+            return outputs
+        _, own = self.self_attention.compute_output_spec(inputs, return_attention_scores=True)
+        scores = {"self_attention": own}
+        if self.cross_attention is not None:
+            _, scores["cross_attention"] = self.cross_attention.compute_output_spec(
+                inputs, encoder_outputs, return_attention_scores=True, cache=cross_attention_cache
+            )
+        return outputs, scores
 
     def compute_cross_attention_cache(self, encoder_outputs):
         """The cross-attention keys and values of `encoder_outputs`, `(batch,
@@ -160,7 +207,16 @@ class DecoderBlock(TransformerBlock):
         `cross_attention_cache` at every decoding step."""
         return self.cross_attention.compute_key_value_cache(encoder_outputs)
 
-    def _check_cross_attention(self, encoder_outputs, cross_attention_cache):
+    def _check_call(
+        self, encoder_outputs, self_attention_cache, cache_index, cross_attention_cache
+    ):
+        if (self_attention_cache is None) != (cache_index is None):
+            raise ValueError(
+                "`self_attention_cache` and `cache_index` go together: the incremental call "
+                "writes the step's keys and values into the cache at that index. Received: "
+                f"self_attention_cache={'None' if self_attention_cache is None else 'a tensor'}, "
+                f"cache_index={cache_index!r}"
+            )
         built_with = self.cross_attention is not None
         called_with = encoder_outputs is not None or cross_attention_cache is not None
         if built_with != called_with:
@@ -172,14 +228,11 @@ class DecoderBlock(TransformerBlock):
             )
 
 
-def _attend(attention, inputs, cache=None, return_attention_scores=False, **kwargs):
-    """Calls `attention` and returns `(outputs, scores or None, updated cache
-    or None)`."""
+def _attend(attention, inputs, cache, return_attention_scores, **kwargs):
+    """Calls `attention` and returns `(outputs, second)`: the second output
+    is the cache with a `cache` (the incremental call), the scores with
+    `return_attention_scores`, else None."""
     results = attention(
         inputs, cache=cache, return_attention_scores=return_attention_scores, **kwargs
     )
-    results = list(results) if isinstance(results, tuple) else [results]
-    outputs = results.pop(0)
-    scores = results.pop(0) if return_attention_scores else None
-    cache = results.pop(0) if cache is not None else None
-    return outputs, scores, cache
+    return results if cache is not None or return_attention_scores else (results, None)

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_transformer.layers.masking import merge_masks
 from keras_transformer.layers.transformer_block import TransformerBlock
 
 
@@ -44,6 +45,12 @@ class EncoderBlock(TransformerBlock):
         training: bool. Whether dropout is active.
         return_attention_scores: bool. Also return the attention
             probabilities `(batch, num_heads, length, length)`.
+        mask, inputs_mask: boolean `(batch, length)`, True at real positions.
+            Keras passes the Keras mask of `inputs`: as `mask` when `inputs`
+            is the only tensor argument, else as `inputs_mask`.
+
+    Returns `outputs`, or `(outputs, scores)` with `return_attention_scores`;
+    the same structure in a functional model as eagerly.
 
     Masking: a Keras mask on `inputs` (from `InputEmbedding`, say) keeps
     padded positions from being attended, and is passed on to the output.
@@ -70,12 +77,21 @@ class EncoderBlock(TransformerBlock):
         )
         self.built = True
 
-    def call(self, inputs, attention_mask=None, training=None, return_attention_scores=False):
+    def call(
+        self,
+        inputs,
+        attention_mask=None,
+        training=None,
+        return_attention_scores=False,
+        mask=None,
+        inputs_mask=None,
+    ):
         attended = self.self_attention(
             self._sublayer_input(inputs, self.self_attention_norm),
             attention_mask=attention_mask,
             return_attention_scores=return_attention_scores,
             training=training,
+            inputs_mask=merge_masks(mask, inputs_mask),
         )
         if return_attention_scores:
             attended, scores = attended  # scores: (batch, heads, length, length)
@@ -87,3 +103,12 @@ class EncoderBlock(TransformerBlock):
             x, transformed, self.feed_forward_norm, self.feed_forward_dropout, training
         )  # (batch, length, d_model)
         return (outputs, scores) if return_attention_scores else outputs
+
+    def compute_output_spec(
+        self, inputs, attention_mask=None, training=None, return_attention_scores=False, **masks
+    ):
+        outputs = self._outputs_spec(inputs)
+        if not return_attention_scores:
+            return outputs
+        _, scores = self.self_attention.compute_output_spec(inputs, return_attention_scores=True)
+        return outputs, scores

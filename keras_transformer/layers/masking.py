@@ -7,7 +7,6 @@ as `(batch, 1, key_len)` for a padding mask.
 
 import keras
 from keras import ops
-from keras.src.backend import get_keras_mask  # the accessor keras-hub's layers use too
 
 
 def causal_mask(query_length, key_length, start_index=0):
@@ -21,11 +20,6 @@ def causal_mask(query_length, key_length, start_index=0):
     return ops.greater_equal(
         ops.expand_dims(query_positions, 1), ops.expand_dims(key_positions, 0)
     )  # (query_len, key_len)
-
-
-def keras_mask_of(x):
-    """The Keras (padding) mask attached to `x`, or None."""
-    return None if x is None else get_keras_mask(x)
 
 
 def padding_to_attention_mask(padding_mask):

@@ -2,7 +2,6 @@
 sublayers and the residual connection with layer normalization."""
 
 import keras
-from keras.src import backend
 
 from keras_transformer.layers.attention import MultiHeadSelfAttention
 from keras_transformer.layers.feed_forward import FeedForward
@@ -61,7 +60,7 @@ class TransformerBlock(keras.layers.Layer):
             dropout=self.attention_dropout,
             kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=self.bias_initializer,
-            seed=sub_seed(self.seed, 100 + index),
+            seed=sub_seed(self.seed, "attention_dropout", index),
             dtype=self.dtype_policy,
             name=name,
         )
@@ -87,7 +86,7 @@ class TransformerBlock(keras.layers.Layer):
         norm.build(inputs_shape)
         dropout = keras.layers.Dropout(
             self.dropout,
-            seed=sub_seed(self.seed, index),
+            seed=sub_seed(self.seed, "sublayer_dropout", index),
             dtype=self.dtype_policy,
             name=f"{name}_dropout",
         )
@@ -106,11 +105,8 @@ class TransformerBlock(keras.layers.Layer):
     def compute_output_shape(self, inputs_shape, *args, **kwargs):
         return inputs_shape
 
-    def compute_output_spec(self, *args, **kwargs):
-        # With attention scores or a cache the outputs are a tuple: trace `call`.
-        if kwargs.get("return_attention_scores") or kwargs.get("self_attention_cache") is not None:
-            return backend.compute_output_spec(self.call, *args, **kwargs)
-        return super().compute_output_spec(*args, **kwargs)
+    def _outputs_spec(self, inputs):
+        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -13,30 +13,35 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_transformer.validation import check_choice, check_non_negative, check_positive_int
+
 SAMPLERS = ("greedy", "beam", "top_k", "top_p")
+RANDOM_SAMPLERS = ("top_k", "top_p")
 
 
 class Generator:
     """Decodes with a `Transformer`'s layers; built by `Transformer.generate`.
 
-    Holds the sampler and the compiled decoding function of one sampling
-    configuration, so repeated calls with inputs of the same shape reuse one
-    trace (XLA on TensorFlow and JAX; eager without a gradient tape on torch).
+    Holds one sampler and its decoding function, compiled for the backend
+    unless `run_eagerly`, so repeated calls with inputs of the same shape
+    reuse one trace (XLA on TensorFlow and JAX; eager without a gradient tape
+    on torch). A seeded sampler restarts from its seed at every call, so
+    equal inputs decode to equal outputs.
     """
 
-    def __init__(self, model, sampler, num_beams, length_penalty, top_k, top_p, temperature):
+    def __init__(self, model, sampler, run_eagerly=False):
         self.model = model
-        self.sampler_name = sampler
-        self.num_beams = num_beams
-        self.length_penalty = length_penalty
-        self.sampler = _make_sampler(sampler, top_k, top_p, temperature)
-        self.compiled = _compile(self._generate_step, model, self.sampler)
-        self.trace_count = 0  # traces of the decoding function (every call on torch)
+        self.sampler = sampler
+        self.seed_state = None
+        if getattr(sampler, "seed", None) is not None:
+            self.seed_state = [ops.convert_to_numpy(v.value) for v in sampler.variables]
+        self.compiled = _compile(self._generate_step, model, sampler, run_eagerly)
+        self.trace_count = 0  # traces of the decoding function (every call when eager)
 
-    def __call__(self, encoder_inputs, prompt, end_token_id, seed):
-        if seed is not None and self.sampler is not None:
-            state = self.sampler.seed_generator.state
-            state.assign(ops.convert_to_tensor([seed, 0], dtype=state.dtype))
+    def __call__(self, encoder_inputs, prompt, end_token_id):
+        if self.seed_state is not None:
+            for variable, value in zip(self.sampler.variables, self.seed_state, strict=True):
+                variable.assign(value)
         end = ops.convert_to_tensor(end_token_id, "int32")
         return self.compiled(encoder_inputs, prompt, end)
 
@@ -78,21 +83,72 @@ class Generator:
     def _generate_step(self, encoder_inputs, prompt, end_token_id):
         self.trace_count += 1
         cache = self._initial_cache(encoder_inputs, ops.shape(prompt)[1])
-        if self.sampler_name == "beam":
-            return beam_search(
-                self._next, prompt, cache, end_token_id, self.num_beams, self.length_penalty
-            )
-        mask = ops.arange(ops.shape(prompt)[1]) < 1  # the start token is given
-        mask = ops.broadcast_to(ops.expand_dims(mask, 0), ops.shape(prompt))
+        given = ops.arange(ops.shape(prompt)[1]) < 1  # the start token is given
         return self.sampler(
             self._next,
             prompt,
             cache=cache,
             index=1,
-            mask=mask,
+            mask=ops.broadcast_to(ops.expand_dims(given, 0), ops.shape(prompt)),
             stop_token_ids=[end_token_id],
             model=self.model,
         )
+
+
+class BeamSearch:
+    """Beam search with the length penalty of Wu et al. (2016), as a sampler.
+
+    Keeps the `num_beams` most probable hypotheses of each row, ranked by
+    `log P(y) / ((5 + |y|) / 6) ** length_penalty`; the Transformer paper
+    decodes with 4 beams and `length_penalty=0.6` (section 6.1). A hypothesis
+    that has produced a stop token keeps its score and is extended with
+    padding only; decoding ends when every kept hypothesis has ended, and
+    each row gets its best hypothesis.
+
+    It is called like keras-nlp's samplers, so `Transformer.generate` takes
+    either: `generate(..., sampler=BeamSearch(num_beams=8))`, or
+    `sampler="beam"` for the paper's settings.
+
+    Args:
+        num_beams: int. Hypotheses kept per row. Defaults to `4`.
+        length_penalty: float >= 0. The exponent alpha of the length
+            penalty; `0` ranks by probability alone. Defaults to `0.6`.
+
+    Example:
+
+    >>> keras_transformer.BeamSearch(num_beams=8).get_config()
+    {'num_beams': 8, 'length_penalty': 0.6}
+
+    Reference:
+        Wu et al., "Google's Neural Machine Translation System", 2016.
+    """
+
+    variables = ()  # no random state
+
+    def __init__(self, num_beams: int = 4, length_penalty: float = 0.6):
+        self.num_beams = check_positive_int("num_beams", num_beams)
+        self.length_penalty = check_non_negative("length_penalty", length_penalty)
+
+    def __call__(
+        self,
+        next,
+        prompt,
+        cache=None,
+        index=0,
+        mask=None,
+        stop_token_ids=None,
+        hidden_states=None,
+        model=None,
+    ):
+        """Decodes `prompt` `(batch, max_length)` from position `index` on
+        with `next(prompt, cache, index) -> (logits, hidden_states, cache)`;
+        returns the best hypothesis of each row, `(batch, max_length)`."""
+        return beam_search(
+            next, prompt, cache, index, stop_token_ids, self.num_beams, self.length_penalty
+        )
+
+    def get_config(self) -> dict:
+        return {"num_beams": self.num_beams, "length_penalty": self.length_penalty}
 
 
 def forbid_padding(logits):
@@ -101,15 +157,8 @@ def forbid_padding(logits):
     return ops.where(is_padding, -1e9, logits)
 
 
-def beam_search(next_fn, prompt, cache, end_token_id, num_beams, length_penalty):
-    """Beam search with the length penalty of Wu et al. (2016), which the
-    Transformer paper uses (alpha = 0.6): hypotheses are ranked by
-    `log P(y) / ((5 + |y|) / 6) ** alpha`. A hypothesis that has produced the
-    end token keeps its score and is extended with padding only; the loop
-    ends when every kept hypothesis has ended.
-
-    Returns the best hypothesis of each row, `(batch, max_length)`.
-    """
+def beam_search(next_fn, prompt, cache, index, stop_token_ids, num_beams, length_penalty):
+    """The loop of `BeamSearch`: its docstring says what it computes."""
     batch, max_length = ops.shape(prompt)
 
     def repeat(x):  # (batch, ...) -> (batch*beams, ...)
@@ -150,50 +199,72 @@ def beam_search(next_fn, prompt, cache, end_token_id, num_beams, length_penalty)
             ops.reshape(candidates, (-1,)), source_beam * vocabulary + ops.cast(tokens, "int32"), 0
         )
         lengths, finished = gather(new_lengths), gather(finished)
-        finished = ops.logical_or(finished, tokens == end_token_id)
+        finished = ops.logical_or(finished, _is_stop(tokens, stop_token_ids))
         prompt = ops.slice_update(prompt, [0, index], tokens[:, None])
         return prompt, cache, index + 1, log_probs, lengths, finished
 
     prompt, _, _, log_probs, lengths, _ = ops.while_loop(
         cond,
         body,
-        (prompt, cache, ops.convert_to_tensor(1, "int32"), log_probs, lengths, finished),
-        maximum_iterations=max_length - 1,
+        (prompt, cache, ops.convert_to_tensor(index, "int32"), log_probs, lengths, finished),
+        maximum_iterations=max_length - index,
     )
     scores = ops.reshape(log_probs / penalty(lengths), (batch, num_beams))
     best = ops.argmax(scores, axis=-1) + ops.arange(batch) * num_beams  # (batch,)
     return ops.take(prompt, best, axis=0)  # (batch, max_length)
 
 
-def _make_sampler(name, top_k, top_p, temperature):
-    if name == "beam":
-        return None
+def _is_stop(tokens, stop_token_ids):
+    """Whether each token is one of `stop_token_ids` (never when None)."""
+    stops = [ops.equal(tokens, ops.cast(stop, tokens.dtype)) for stop in stop_token_ids or ()]
+    if not stops:
+        return ops.zeros_like(tokens, dtype="bool")
+    return ops.any(ops.stack(stops), axis=0)
+
+
+def make_sampler(sampler, num_beams=None, seed=None):
+    """The sampler `generate` decodes with: `sampler` itself if it is an
+    object, else the named one with this project's settings (`"beam"`:
+    `BeamSearch(num_beams or 4)`; `"top_k"`: k = 10; `"top_p"`: p = 0.9;
+    the random ones seeded with `seed`)."""
+    if not isinstance(sampler, str):
+        return sampler
+    if sampler == "beam":
+        return BeamSearch(num_beams or 4)
     try:
         import keras_nlp
     except ImportError as error:
         raise ImportError(
-            f"`sampler={name!r}` uses keras-nlp's samplers: "
+            f"`sampler={sampler!r}` uses keras-nlp's samplers: "
             "pip install 'keras-transformer[generate]'"
         ) from error
 
     samplers = {
-        "greedy": lambda: keras_nlp.samplers.GreedySampler(temperature=temperature),
-        "top_k": lambda: keras_nlp.samplers.TopKSampler(k=top_k, temperature=temperature),
-        "top_p": lambda: keras_nlp.samplers.TopPSampler(p=top_p, temperature=temperature),
+        "greedy": lambda: keras_nlp.samplers.GreedySampler(),
+        "top_k": lambda: keras_nlp.samplers.TopKSampler(k=10, seed=seed),
+        "top_p": lambda: keras_nlp.samplers.TopPSampler(p=0.9, seed=seed),
     }
-    return samplers[name]()
+    return samplers[sampler]()
 
 
-def _compile(generate_step, model, sampler):
+def sampler_key(sampler, num_beams=None, seed=None):
+    """What identifies the decoder of a sampler: an object itself, a name
+    with the settings that change it."""
+    if not isinstance(sampler, str):
+        return sampler
+    return (
+        sampler,
+        num_beams if sampler == "beam" else None,
+        seed if sampler in RANDOM_SAMPLERS else None,
+    )
+
+
+def _compile(generate_step, model, sampler, run_eagerly):
     """`generate_step` compiled for the backend: `jax.jit` with the model's
-    variables passed as state, `tf.function(jit_compile=True)`, or torch
-    eager without gradient tracking."""
+    and the sampler's variables passed as state, `tf.function(jit_compile=
+    True)`, or torch eager without gradient tracking. With `run_eagerly`,
+    op by op (on JAX under `jax.disable_jit`, so that loops run in Python)."""
     backend = keras.config.backend()
-    sampler_variables = [] if sampler is None else sampler.variables
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(generate_step, jit_compile=True)
     if backend == "torch":
         import torch
 
@@ -202,6 +273,25 @@ def _compile(generate_step, model, sampler):
                 return generate_step(*args)
 
         return no_grad_step
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return generate_step if run_eagerly else tf.function(generate_step, jit_compile=True)
+    import jax
+
+    if run_eagerly:
+
+        def eager_step(*args):
+            with jax.disable_jit():
+                return generate_step(*args)
+
+        return eager_step
+    return _jax_compile(generate_step, model, list(sampler.variables))
+
+
+def _jax_compile(generate_step, model, sampler_variables):
+    """`jax.jit` of `generate_step`, stateless: the variables go in as
+    values and the sampler's advanced random state comes back out."""
     import jax
 
     @jax.jit
@@ -249,37 +339,48 @@ def check_generate_arguments(
     max_length,
     sampler,
     num_beams,
-    top_k,
-    top_p,
-    temperature,
-    length_penalty,
-):
-    """Raises `ValueError` for arguments `generate` cannot use."""
+    seed,
+    run_eagerly,
+) -> None:
+    """Raises `ValueError` for arguments `Transformer.generate` cannot use,
+    checked in the order of its signature."""
+    _check_encoder_inputs(encoder_inputs)
     vocabulary = model.target_vocabulary_size
     for name, value in (("start_token_id", start_token_id), ("end_token_id", end_token_id)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"`{name}` must be an int token id. Received: {name}={value!r}")
-        if not 0 < value < vocabulary:
+        if not _is_int(value) or not 0 < value < vocabulary:
             raise ValueError(
-                f"`{name}` must be a target id in [1, {vocabulary}). Received: {name}={value}"
+                f"`{name}` must be an int target id in [1, {vocabulary}). "
+                f"Received: {name}={value!r}"
             )
-    checks = [
-        ("max_length", max_length, isinstance(max_length, int) and max_length >= 1, ">= 1"),
-        ("num_beams", num_beams, isinstance(num_beams, int) and num_beams >= 1, ">= 1"),
-        ("sampler", sampler, sampler in SAMPLERS, f"one of {list(SAMPLERS)}"),
-        ("top_k", top_k, isinstance(top_k, int) and top_k >= 1, ">= 1"),
-        ("top_p", top_p, 0 < top_p <= 1, "in (0, 1]"),
-        ("temperature", temperature, temperature > 0, "> 0"),
-        ("length_penalty", length_penalty, length_penalty >= 0, ">= 0"),
-    ]
-    for name, value, ok, expected in checks:
-        if not ok:
-            raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+    if not _is_int(max_length) or max_length < 1:
+        raise ValueError(f"`max_length` must be an int >= 1. Received: max_length={max_length!r}")
     if model.max_length is not None and max_length > model.max_length:
         raise ValueError(
             f"`max_length` must not exceed the model's `max_length` ({model.max_length}) "
             f"of learned positions. Received: max_length={max_length}"
         )
+    if isinstance(sampler, str):
+        check_choice("sampler", sampler, SAMPLERS)
+    elif not callable(sampler):
+        raise ValueError(
+            f"`sampler` must be one of {list(SAMPLERS)} or a sampler object (a "
+            f"keras_nlp.samplers.Sampler, or BeamSearch). Received: sampler={sampler!r}"
+        )
+    if num_beams is not None and (sampler != "beam" or not _is_int(num_beams) or num_beams < 1):
+        raise ValueError(
+            "`num_beams` must be an int >= 1, with sampler='beam' (a BeamSearch object "
+            f"carries its own). Received: num_beams={num_beams!r}, sampler={sampler!r}"
+        )
+    if seed is not None and (not isinstance(sampler, str) or not _is_int(seed)):
+        raise ValueError(
+            "`seed` must be an int, with a sampler given by name (a sampler object "
+            f"carries its own seed). Received: seed={seed!r}, sampler={sampler!r}"
+        )
+    if run_eagerly is not None and not isinstance(run_eagerly, bool):
+        raise ValueError(f"`run_eagerly` must be a bool or None. Received: {run_eagerly!r}")
+
+
+def _check_encoder_inputs(encoder_inputs) -> None:
     shape = tuple(encoder_inputs.shape)
     if len(shape) != 2:
         raise ValueError(
@@ -291,3 +392,7 @@ def check_generate_arguments(
         raise ValueError(
             f"`encoder_inputs` must be integer token ids. Received: encoder_inputs.dtype={dtype}"
         )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

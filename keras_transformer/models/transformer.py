@@ -11,7 +11,9 @@ from keras_transformer.layers.utils import sub_seed
 from keras_transformer.models.generation import (
     Generator,
     check_generate_arguments,
+    make_sampler,
     pad_after_end,
+    sampler_key,
 )
 from keras_transformer.validation import check_positive_int
 
@@ -117,14 +119,14 @@ class Transformer(keras.Model):
         }
 
         # === Layers ===
-        def embedding(vocabulary_size, name, index):
+        def embedding(vocabulary_size, name):
             return InputEmbedding(
                 vocabulary_size,
                 d_model,
                 position_encoding=position_encoding,
                 max_length=max_length,
                 dropout=dropout,
-                seed=sub_seed(seed, index),
+                seed=sub_seed(seed, name),
                 dtype=dtype,
                 name=name,
             )
@@ -136,21 +138,21 @@ class Transformer(keras.Model):
                 epsilon=layer_norm_epsilon, dtype=dtype, name=name
             )
 
-        self.source_embedding = embedding(source_vocabulary_size, "source_embedding", 0)
+        self.source_embedding = embedding(source_vocabulary_size, "source_embedding")
         self.target_embedding = (
             self.source_embedding
             if share_embeddings
-            else embedding(target_vocabulary_size, "target_embedding", 1)
+            else embedding(target_vocabulary_size, "target_embedding")
         )
         self.encoder_blocks = [
             EncoderBlock(
-                **block_kwargs, seed=sub_seed(seed, 10 * (i + 1)), name=f"encoder_block_{i}"
+                **block_kwargs, seed=sub_seed(seed, "encoder_block", i), name=f"encoder_block_{i}"
             )
             for i in range(num_layers)
         ]
         self.decoder_blocks = [
             DecoderBlock(
-                **block_kwargs, seed=sub_seed(seed, 10 * (i + 1) + 5), name=f"decoder_block_{i}"
+                **block_kwargs, seed=sub_seed(seed, "decoder_block", i), name=f"decoder_block_{i}"
             )
             for i in range(num_layers)
         ]
@@ -253,13 +255,10 @@ class Transformer(keras.Model):
         start_token_id: int,
         end_token_id: int,
         max_length: int = 64,
-        sampler: str = "greedy",
-        num_beams: int = 4,
-        length_penalty: float = 0.6,
-        top_k: int = 10,
-        top_p: float = 0.9,
-        temperature: float = 1.0,
+        sampler="greedy",
+        num_beams: int | None = None,
         seed: int | None = None,
+        run_eagerly: bool | None = None,
     ) -> np.ndarray:
         """Translates a batch of source sentences, one cached step per token.
 
@@ -269,15 +268,20 @@ class Transformer(keras.Model):
             start_token_id: target id every output begins with.
             end_token_id: target id that ends a row.
             max_length: int >= 1. Longest output, the start token included.
-            sampler: `"greedy"`, `"beam"` (beam search with the paper's
-                length penalty), `"top_k"` or `"top_p"` sampling.
-            num_beams: int >= 1. Beams of `"beam"`.
-            length_penalty: float >= 0. Alpha of the length penalty
-                `((5 + length) / 6) ** alpha`; `0.6` in the paper.
-            top_k: int. Candidates of `"top_k"` sampling.
-            top_p: float in (0, 1]. Probability mass of `"top_p"` sampling.
-            temperature: float > 0. Divides the logits before sampling.
-            seed: int or None. Makes `"top_k"` and `"top_p"` reproducible.
+            sampler: a name, `"greedy"`, `"beam"` (`BeamSearch`: 4 beams and
+                the paper's length penalty 0.6), `"top_k"` (k = 10) or
+                `"top_p"` (p = 0.9) sampling; or a sampler object, as
+                keras-hub's `CausalLM.compile(sampler=...)` takes:
+                `keras_nlp.samplers.TopPSampler(p=0.5, temperature=0.7,
+                seed=0)`, `BeamSearch(num_beams=8, length_penalty=1.0)`.
+            num_beams: int >= 1 or None. Beams of `sampler="beam"`.
+            seed: int or None. Seed of `"top_k"` and `"top_p"`. A seeded
+                sampler (by name or object) restarts from its seed at every
+                call: equal inputs give equal outputs.
+            run_eagerly: bool or None. Decode op by op instead of in one
+                compiled function, for debugging (TensorFlow and JAX; torch
+                always decodes eagerly). Defaults to the model's
+                `run_eagerly`, as `compile(run_eagerly=True)` sets it.
 
         Returns:
             int32 numpy array `(batch, length)`: each row begins with the start
@@ -293,22 +297,25 @@ class Transformer(keras.Model):
             max_length,
             sampler,
             num_beams,
-            top_k,
-            top_p,
-            temperature,
-            length_penalty,
+            seed,
+            run_eagerly,
         )
-        key = (sampler, num_beams, length_penalty, top_k, top_p, temperature)
-        # Compiled decoders, one per sampling configuration: plain state, kept
-        # out of Keras's tracking and saving.
-        generators = self.__dict__.setdefault("_generators", {})
-        if key not in generators:
-            generators[key] = Generator(self, *key)
+        run_eagerly = self.run_eagerly if run_eagerly is None else run_eagerly
+        generator = self._generator(sampler, num_beams, seed, run_eagerly)
         prompt = np.zeros((len(encoder_inputs), max_length), "int32")
         prompt[:, 0] = start_token_id
-        token_ids = generators[key](encoder_inputs.astype("int32"), prompt, end_token_id, seed)
+        token_ids = generator(encoder_inputs.astype("int32"), prompt, end_token_id)
         token_ids = pad_after_end(ops.convert_to_numpy(token_ids), end_token_id)
         return _trim_padding_columns(token_ids)
+
+    def _generator(self, sampler, num_beams, seed, run_eagerly) -> Generator:
+        """The decoder of a sampler, made on its first use. Decoders are
+        plain state, kept out of Keras's tracking and saving."""
+        generators = self.__dict__.setdefault("_generators", {})
+        key = (sampler_key(sampler, num_beams, seed), run_eagerly)
+        if key not in generators:
+            generators[key] = Generator(self, make_sampler(sampler, num_beams, seed), run_eagerly)
+        return generators[key]
 
     def get_config(self):
         return {

@@ -6,6 +6,7 @@ from keras_transformer import MultiHeadSelfAttention
 from tests.helpers import (
     assert_config_round_trip,
     assert_dropout_respects_training_and_seed,
+    assert_functional_call_matches_eager,
     assert_keras_file_round_trip,
     copy_attention_weights,
     mask_of,
@@ -194,3 +195,35 @@ def test_rejects_wrong_rank():
         MultiHeadSelfAttention(2)(np.zeros((2, 8), "float32"))
     with pytest.raises(ValueError, match=r"context.*rank 3"):
         MultiHeadSelfAttention(2)(np.zeros((2, 3, 8), "float32"), np.zeros((2, 8), "float32"))
+
+
+CALLS = {
+    "self": ({}, {}),
+    "causal": ({}, {"use_causal_mask": True}),
+    "scores": ({}, {"return_attention_scores": True}),
+    "cross": ({"context": (BATCH, 7, 12)}, {}),
+    "cross scores": ({"context": (BATCH, 7, 12)}, {"return_attention_scores": True}),
+    "cache": ({"cache": (BATCH, 2, LENGTH, HEADS, WIDTH // HEADS)}, {"cache_index": 2}),
+    "precomputed cache": ({"cache": (BATCH, 2, 7, HEADS, WIDTH // HEADS)}, {}),
+}
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_functional_call_returns_what_the_eager_call_returns(sequence, rng, call):
+    shapes, kwargs = CALLS[call]
+    tensors = {name: rng.normal(size=shape).astype("float32") for name, shape in shapes.items()}
+    inputs = sequence[:, :1] if "cache_index" in kwargs else sequence
+    outputs = assert_functional_call_matches_eager(
+        MultiHeadSelfAttention(HEADS), inputs, tensor_kwargs=tensors, **kwargs
+    )
+    with_second = kwargs.get("return_attention_scores") or "cache" in tensors
+    assert isinstance(outputs, tuple) == bool(with_second)
+
+
+def test_cache_and_scores_are_separate_calls(sequence):
+    layer = MultiHeadSelfAttention(HEADS)
+    cache = np.zeros((BATCH, 2, LENGTH, HEADS, WIDTH // HEADS), "float32")
+    with pytest.raises(ValueError, match="return_attention_scores"):
+        layer(sequence[:, :1], cache=cache, cache_index=0, return_attention_scores=True)
+    with pytest.raises(ValueError, match="cache_index"):
+        layer(sequence, cache_index=0)

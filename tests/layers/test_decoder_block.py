@@ -7,6 +7,7 @@ from keras_transformer import DecoderBlock
 from tests.helpers import (
     assert_config_round_trip,
     assert_dropout_respects_training_and_seed,
+    assert_functional_call_matches_eager,
     assert_keras_file_round_trip,
     copy_keras_nlp_block_weights,
     mask_of,
@@ -157,16 +158,61 @@ def test_attention_scores_are_causal_distributions_over_real_positions(target, s
     assert np.all(cross[:, :, :, ~SOURCE_PADDING[0]][0] == 0)
 
 
-def test_attention_scores_with_a_cache_come_before_the_cache(target, source):
+def test_incremental_calls_return_outputs_and_cache_and_equal_the_full_call(target, source):
     block = DecoderBlock(num_heads=2, ff_dim=16)
-    full = to_numpy(block(target, source, return_attention_scores=True)[1]["cross_attention"])
+    full = to_numpy(block(target, source))
+    cross_cache = block.compute_cross_attention_cache(source)
     cache = np.zeros((2, 2, 4, 2, 4), "float32")
-    outputs, scores, cache = block(
-        target[:, :1],
-        source,
-        self_attention_cache=cache,
-        cache_index=0,
-        return_attention_scores=True,
+    for index in range(4):
+        outputs, cache = block(
+            target[:, index : index + 1],
+            self_attention_cache=cache,
+            cache_index=index,
+            cross_attention_cache=cross_cache,
+        )
+        assert tuple(cache.shape) == (2, 2, 4, 2, 4)
+        np.testing.assert_allclose(to_numpy(outputs), full[:, index : index + 1], atol=1e-5)
+
+
+def test_scores_come_from_the_call_without_caches(target, source):
+    block = DecoderBlock(num_heads=2, ff_dim=16)
+    cache = np.zeros((2, 2, 4, 2, 4), "float32")
+    with pytest.raises(ValueError, match="return_attention_scores"):
+        block(
+            target[:, :1],
+            source,
+            self_attention_cache=cache,
+            cache_index=0,
+            return_attention_scores=True,
+        )
+    with pytest.raises(ValueError, match="cache_index"):
+        block(target[:, :1], source, self_attention_cache=cache)
+
+
+SELF_CACHE = {"self_attention_cache": (2, 2, 4, 2, 4)}
+CALLS = {  # (encoder outputs, tensor keyword arguments' shapes, other keyword arguments)
+    "plain": (True, {}, {}),
+    "scores": (True, {}, {"return_attention_scores": True}),
+    "decoder-only scores": (False, {}, {"return_attention_scores": True}),
+    "self cache": (True, SELF_CACHE, {"cache_index": 1}),
+    "decoder-only cache": (False, SELF_CACHE, {"cache_index": 1}),
+    "both caches": (
+        False,
+        {**SELF_CACHE, "cross_attention_cache": (2, 2, 6, 2, 4)},
+        {"cache_index": 1},
+    ),
+}
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_functional_call_returns_what_the_eager_call_returns(target, source, rng, call):
+    with_source, shapes, kwargs = CALLS[call]
+    tensors = {name: rng.normal(size=shape).astype("float32") for name, shape in shapes.items()}
+    inputs = target[:, :1] if "cache_index" in kwargs else target
+    block = DecoderBlock(num_heads=2, ff_dim=16)
+    if "cross_attention_cache" in shapes:
+        block.build(TARGET_SHAPE, SOURCE_SHAPE)
+    outputs = assert_functional_call_matches_eager(
+        block, [inputs, source] if with_source else inputs, tensor_kwargs=tensors, **kwargs
     )
-    assert tuple(cache.shape) == (2, 2, 4, 2, 4)
-    np.testing.assert_allclose(to_numpy(scores["cross_attention"]), full[:, :, :1], atol=1e-5)
+    assert isinstance(outputs, tuple) == (call != "plain")

@@ -7,6 +7,7 @@ from keras_transformer import EncoderBlock, InputEmbedding
 from tests.helpers import (
     assert_config_round_trip,
     assert_dropout_respects_training_and_seed,
+    assert_functional_call_matches_eager,
     assert_keras_file_round_trip,
     copy_keras_nlp_block_weights,
     mask_of,
@@ -148,11 +149,28 @@ def test_attention_scores_leave_outputs_alone_and_skip_padding(sequence):
     assert np.all(scores[padded_keys] == 0)
 
 
-def test_attention_scores_in_a_functional_model(sequence):
-    inputs = keras.Input((None, 8))
-    outputs, scores = EncoderBlock(num_heads=2, ff_dim=16)(inputs, return_attention_scores=True)
-    assert tuple(scores.shape) == (None, 2, None, None)
-    model = keras.Model(inputs, [outputs, scores])
-    computed_outputs, computed_scores = model(sequence)
-    assert to_numpy(computed_outputs).shape == (2, 5, 8)
-    assert to_numpy(computed_scores).shape == (2, 2, 5, 5)
+@pytest.mark.parametrize("return_attention_scores", [False, True])
+@pytest.mark.parametrize("with_attention_mask", [False, True])
+def test_functional_call_returns_what_the_eager_call_returns(
+    sequence, return_attention_scores, with_attention_mask
+):
+    tensors = {"attention_mask": np.tril(np.ones((2, 5, 5), bool))} if with_attention_mask else {}
+    outputs = assert_functional_call_matches_eager(
+        EncoderBlock(num_heads=2, ff_dim=16),
+        sequence,
+        tensor_kwargs=tensors,
+        return_attention_scores=return_attention_scores,
+    )
+    assert isinstance(outputs, tuple) == return_attention_scores
+
+
+def test_padding_flows_through_a_functional_model(sequence):
+    ids = keras.Input((None,), dtype="int32")
+    embedded = keras.layers.Embedding(20, 8, mask_zero=True)(ids)
+    block = EncoderBlock(num_heads=2, ff_dim=16)
+    outputs, scores = block(embedded, return_attention_scores=True)
+    model = keras.Model(ids, [outputs, scores])
+    token_ids = np.where(PADDING, 5, 0).astype("int32")
+    _, computed_scores = model(token_ids)
+    padded_keys = np.broadcast_to(~PADDING[:, None, None, :], (2, 2, 5, 5))
+    assert np.all(to_numpy(computed_scores)[padded_keys] == 0)

@@ -3,7 +3,12 @@ import numpy as np
 import pytest
 
 from keras_transformer import FeedForward
-from tests.helpers import assert_config_round_trip, assert_keras_file_round_trip, to_numpy
+from tests.helpers import (
+    assert_config_round_trip,
+    assert_functional_call_matches_eager,
+    assert_keras_file_round_trip,
+    to_numpy,
+)
 
 
 def test_matches_the_paper_formula(rng):
@@ -27,3 +32,8 @@ def test_rejects_bad_ff_dim():
 
 def test_symbolic_shape():
     assert FeedForward(16)(keras.Input((None, 8))).shape == (None, None, 8)
+
+
+def test_functional_call_returns_what_the_eager_call_returns(rng):
+    x = rng.normal(size=(2, 5, 8)).astype("float32")
+    assert assert_functional_call_matches_eager(FeedForward(16), x).shape == (2, 5, 8)

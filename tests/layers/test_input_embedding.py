@@ -9,6 +9,7 @@ from keras_transformer.layers.positional_encoding import sinusoidal_encoding
 from tests.helpers import (
     assert_config_round_trip,
     assert_dropout_respects_training_and_seed,
+    assert_functional_call_matches_eager,
     assert_keras_file_round_trip,
     mask_of,
     to_numpy,
@@ -96,3 +97,17 @@ def test_rejects_sequences_longer_than_learned_positions():
 def test_rejects_bad_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         InputEmbedding(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"start_index": 2}])
+def test_functional_call_returns_what_the_eager_call_returns(kwargs):
+    layer = InputEmbedding(10, 8, position_encoding="learned", max_length=8)
+    assert assert_functional_call_matches_eager(layer, IDS, **kwargs).shape == (2, 5, 8)
+
+
+def test_functional_reverse_call_returns_what_the_eager_call_returns(rng):
+    layer = InputEmbedding(10, 8)
+    layer(IDS)
+    vectors = rng.normal(size=(2, 3, 8)).astype("float32")
+    logits = assert_functional_call_matches_eager(layer, vectors, reverse=True)
+    assert logits.shape == (2, 3, 10)

@@ -3,7 +3,13 @@ import numpy as np
 
 from keras_transformer import CausalMask
 from keras_transformer.layers.masking import causal_mask, merge_masks, unblock_empty_rows
-from tests.helpers import assert_config_round_trip, mask_of, masked, to_numpy
+from tests.helpers import (
+    assert_config_round_trip,
+    assert_functional_call_matches_eager,
+    mask_of,
+    masked,
+    to_numpy,
+)
 
 
 def test_causal_mask_is_lower_triangular():
@@ -58,3 +64,8 @@ def test_compiles_with_dynamic_batch_and_length():
         ids_value[0, -1] = 0
         expected = np.tril(np.ones((length, length), bool))[None] & (ids_value != 0)[:, None]
         np.testing.assert_array_equal(to_numpy(model.predict_on_batch(ids_value)), expected)
+
+
+def test_functional_call_returns_what_the_eager_call_returns():
+    outputs = assert_functional_call_matches_eager(CausalMask(), np.ones((2, 4, 3), "float32"))
+    np.testing.assert_array_equal(to_numpy(outputs)[0], np.tril(np.ones((4, 4), bool)))

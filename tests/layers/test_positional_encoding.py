@@ -5,6 +5,7 @@ import pytest
 from keras_transformer import PositionalEncoding
 from tests.helpers import (
     assert_config_round_trip,
+    assert_functional_call_matches_eager,
     assert_keras_file_round_trip,
     mask_of,
     to_numpy,
@@ -77,3 +78,10 @@ def test_rejects_bad_max_wavelength(bad):
 def test_rejects_wrong_rank():
     with pytest.raises(ValueError, match=r"rank 3"):
         PositionalEncoding()(np.zeros((2, 8), "float32"))
+
+
+@pytest.mark.parametrize("start_index", [0, 3])
+def test_functional_call_returns_what_the_eager_call_returns(rng, start_index):
+    x = rng.normal(size=(2, 4, 6)).astype("float32")
+    outputs = assert_functional_call_matches_eager(PositionalEncoding(), x, start_index=start_index)
+    assert outputs.shape == (2, 4, 6)

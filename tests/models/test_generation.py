@@ -4,10 +4,11 @@ import subprocess
 import sys
 
 import keras
+import keras_nlp
 import numpy as np
 import pytest
 
-from keras_transformer import Transformer
+from keras_transformer import BeamSearch, Transformer
 from keras_transformer.data import END_TOKEN_ID, START_TOKEN_ID, make_reverse_task
 from keras_transformer.models.generation import pad_after_end
 from tests.helpers import to_numpy
@@ -86,7 +87,7 @@ def test_beam_of_one_equals_greedy(trained_reverser, sources):
 def test_more_beams_never_lose_probability(trained_reverser, sources, length_penalty):
     greedy = generate(trained_reverser, sources)
     beam = generate(
-        trained_reverser, sources, sampler="beam", num_beams=4, length_penalty=length_penalty
+        trained_reverser, sources, sampler=BeamSearch(num_beams=4, length_penalty=length_penalty)
     )
     width = max(greedy.shape[1], beam.shape[1])
     greedy = np.pad(greedy, ((0, 0), (0, width - greedy.shape[1])))
@@ -103,7 +104,7 @@ def test_beam_search_finds_the_best_sequence_of_an_untrained_model():
     model = Transformer(15, 15, num_layers=1, d_model=16, num_heads=2, ff_dim=32, seed=0)
     sources = np.random.default_rng(0).integers(3, 15, (8, 5)).astype("int32")
     greedy = model.generate(sources, 1, 2, max_length=6)
-    beam = model.generate(sources, 1, 2, max_length=6, sampler="beam", length_penalty=0.0)
+    beam = model.generate(sources, 1, 2, max_length=6, sampler=BeamSearch(length_penalty=0.0))
     width = max(greedy.shape[1], beam.shape[1])
     greedy = np.pad(greedy, ((0, 0), (0, width - greedy.shape[1])))
     beam = np.pad(beam, ((0, 0), (0, width - beam.shape[1])))
@@ -113,27 +114,40 @@ def test_beam_search_finds_the_best_sequence_of_an_untrained_model():
 
 
 def test_sampling_is_seeded(trained_reverser, sources):
-    first = generate(trained_reverser, sources, sampler="top_k", top_k=5, temperature=5.0, seed=1)
-    again = generate(trained_reverser, sources, sampler="top_k", top_k=5, temperature=5.0, seed=1)
-    np.testing.assert_array_equal(first, again)
-    top_p = generate(trained_reverser, sources, sampler="top_p", top_p=0.9, seed=2)
+    sampler = keras_nlp.samplers.TopKSampler(k=5, temperature=5.0, seed=1)
+    first = generate(trained_reverser, sources, sampler=sampler)
+    np.testing.assert_array_equal(generate(trained_reverser, sources, sampler=sampler), first)
+    assert not np.array_equal(first, generate(trained_reverser, sources))  # it does sample
+    top_p = generate(trained_reverser, sources, sampler="top_p", seed=2)
+    np.testing.assert_array_equal(
+        generate(trained_reverser, sources, sampler="top_p", seed=2), top_p
+    )
     assert (top_p[:, 0] == START_TOKEN_ID).all()
 
 
 def test_top_k_of_one_is_greedy(trained_reverser, sources):
     np.testing.assert_array_equal(
-        generate(trained_reverser, sources, sampler="top_k", top_k=1, seed=0),
+        generate(trained_reverser, sources, sampler=keras_nlp.samplers.TopKSampler(k=1, seed=0)),
         generate(trained_reverser, sources),
     )
 
 
 def test_one_trace_per_shape(trained_reverser, sources):
     generate(trained_reverser, sources)
-    generator = trained_reverser._generators[("greedy", 4, 0.6, 10, 0.9, 1.0)]
+    generator = trained_reverser._generator("greedy", None, None, run_eagerly=False)
     traces = generator.trace_count
     generate(trained_reverser, sources[::-1])
     expected = traces + (1 if keras.backend.backend() == "torch" else 0)
     assert generator.trace_count == expected
+
+
+def test_eager_decoding_equals_compiled_decoding(trained_reverser, sources):
+    def decode(run_eagerly):
+        return trained_reverser.generate(
+            sources[:1], START_TOKEN_ID, END_TOKEN_ID, 5, run_eagerly=run_eagerly
+        )
+
+    np.testing.assert_array_equal(decode(run_eagerly=True), decode(run_eagerly=False))
 
 
 def test_rejects_outputs_longer_than_learned_positions():
@@ -179,8 +193,13 @@ def test_loaded_model_generates_the_same_in_a_fresh_process(trained_reverser, so
         ({"start_token_id": 0}, "start_token_id"),
         ({"end_token_id": -1}, "end_token_id"),
         ({"max_length": 0}, "max_length"),
-        ({"num_beams": 0, "sampler": "beam"}, "num_beams"),
         ({"sampler": "nucleus"}, "sampler"),
+        ({"sampler": 3}, "sampler"),
+        ({"num_beams": 0, "sampler": "beam"}, "num_beams"),
+        ({"num_beams": 2, "sampler": "greedy"}, "num_beams"),
+        ({"seed": 1, "sampler": BeamSearch()}, "seed"),
+        ({"seed": 1.5, "sampler": "top_k"}, "seed"),
+        ({"run_eagerly": "yes"}, "run_eagerly"),
         ({"encoder_inputs": np.ones((2, 3, 4), "int32")}, "rank 2"),
         ({"encoder_inputs": np.ones((2, 3), "float32")}, "integer token ids"),
     ],
@@ -194,3 +213,12 @@ def test_rejects_bad_arguments(trained_reverser, sources, kwargs, message):
     }
     with pytest.raises(ValueError, match=message):
         trained_reverser.generate(**arguments)
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [({"num_beams": 0}, "num_beams"), ({"length_penalty": -1.0}, "length_penalty")],
+)
+def test_beam_search_rejects_bad_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        BeamSearch(**kwargs)

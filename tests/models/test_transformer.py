@@ -166,16 +166,20 @@ def test_saved_file_loads_under_every_backend(trained_reverser, tmp_path):
     np.savez(inputs_path, **inputs)
     expected = to_numpy(trained_reverser(inputs, training=False))
     script = os.path.join(os.path.dirname(__file__), "predict_saved_model.py")
-    for other in {"tensorflow", "jax", "torch"} - {BACKEND}:
-        outputs_path = os.path.join(tmp_path, f"{other}.npz")
-        run = subprocess.run(
-            [sys.executable, script, model_path, inputs_path, outputs_path],
+    others = sorted({"tensorflow", "jax", "torch"} - {BACKEND})
+    runs = {  # the other backends load the file at the same time, each in its own process
+        other: subprocess.Popen(
+            [sys.executable, script, model_path, inputs_path, os.path.join(tmp_path, other)],
             env={**os.environ, "KERAS_BACKEND": other},
-            capture_output=True,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=300,
         )
-        assert run.returncode == 0, f"loading under {other} failed:\n{run.stderr[-3000:]}"
+        for other in others
+    }
+    for other, run in runs.items():
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, f"loading under {other} failed:\n{stderr[-3000:]}"
+        outputs_path = os.path.join(tmp_path, f"{other}.npz")
         outputs, *weights = np.load(outputs_path).values()
         for loaded, original in zip(weights, trained_reverser.get_weights(), strict=True):
             np.testing.assert_array_equal(loaded, original, err_msg=other)
@@ -194,3 +198,14 @@ def test_attention_scores_cover_every_layer_and_skip_source_padding():
     assert cross.shape == (2, 4, 3, 4)
     np.testing.assert_allclose(cross.sum(-1), 1.0, atol=1e-5)
     assert np.all(cross[0, :, :, 3] == 0)
+
+
+def test_sublayer_seeds_are_fixed_offsets_of_the_seed():
+    model = small_model(seed=3)
+    assert (model.source_embedding.seed, model.target_embedding.seed) == (3, 4)
+    assert [block.seed for block in model.encoder_blocks] == [13, 23]
+    assert [block.seed for block in model.decoder_blocks] == [18, 28]
+    block = model.decoder_blocks[1]
+    assert (block.self_attention.seed, block.cross_attention.seed) == (128, 129)
+    dropouts = (block.self_attention_dropout, block.cross_attention_dropout)
+    assert [d.seed for d in (*dropouts, block.feed_forward_dropout)] == [28, 29, 30]
