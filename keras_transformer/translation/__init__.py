@@ -1,6 +1,7 @@
 """From sentence pairs to a saved translator: tokenizers, training run,
 evaluation and pictures."""
 
+from keras_transformer.translation.batching import TokenBatches, TokenCorpus
 from keras_transformer.translation.evaluation import evaluate_translator, score_translations
 from keras_transformer.translation.run import (
     RunDirectoryError,
@@ -16,6 +17,7 @@ from keras_transformer.translation.tokenizers import (
     detokenize,
     tokenize,
     train_tokenizer,
+    train_tokenizers,
     training_arrays,
 )
 from keras_transformer.translation.translator import Translator
@@ -26,6 +28,8 @@ __all__ = [
     "START_ID",
     "UNKNOWN_ID",
     "RunDirectoryError",
+    "TokenBatches",
+    "TokenCorpus",
     "TrainingOptions",
     "Translator",
     "detokenize",
@@ -34,6 +38,7 @@ __all__ = [
     "score_translations",
     "tokenize",
     "train_tokenizer",
+    "train_tokenizers",
     "train_translator",
     "training_arrays",
 ]
