@@ -134,7 +134,7 @@ _OPTION_HELP = {
 
 def _option_kind(field) -> dict:
     """argparse's `type` (or `action`) for a `TrainingOptions` field."""
-    if field.type is bool or field.type == "bool":
+    if field.type is bool:
         return {"action": argparse.BooleanOptionalAction}
     if field.name == "vocabulary_size":
         return {"type": int}

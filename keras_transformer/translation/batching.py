@@ -6,6 +6,7 @@ index of lengths. `TokenBatches` reads them back batch by batch, so training
 holds the index and one batch in memory, never the corpus.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -88,7 +89,8 @@ class TokenCorpus:
         except (OSError, ValueError, KeyError):
             pass  # no cache yet, or one that cannot be read: build it
         os.makedirs(directory, exist_ok=True)
-        _remove(os.path.join(directory, _MANIFEST))  # invalid until rewritten
+        with contextlib.suppress(FileNotFoundError):  # invalid until rewritten
+            os.remove(os.path.join(directory, _MANIFEST))
         lengths, skipped = [], 0
         paths = [os.path.join(directory, name) for name in _FILES[:2]]
         with open(paths[0], "wb") as sources, open(paths[1], "wb") as targets:
@@ -309,8 +311,3 @@ def _checksum(path: str) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _remove(path: str) -> None:
-    if os.path.exists(path):
-        os.remove(path)

@@ -25,7 +25,7 @@ def test_mixed_precision_and_accumulation_reach_the_model(tokenizer):
 
 
 @pytest.mark.parametrize("decay, total", [(True, 50), (False, None)])
-def test_the_learning_rate_reaches_zero_at_the_last_epoch(tokenizer, decay, total):
+def test_the_schedule_ends_at_the_last_epoch_unless_asked_not_to(tokenizer, decay, total):
     options = TrainingOptions(**SMALL, epochs=5, decay_to_zero=decay)
     model = build_transformer(options, tokenizer, tokenizer, steps_per_epoch=10)
     schedule = model.optimizer.get_config()["learning_rate"]["config"]
