@@ -34,6 +34,7 @@ demo: install
 bench: install
 	$(PYTHON) -m benchmarks training generation attention
 	$(PYTHON) -m benchmarks training --size large --steps 4 --repeats 4
+	$(PYTHON) -m benchmarks generation --d-model 128 --layers 2 --batch 16 --tokens 48
 
 # The training defaults on seven generated tasks (JAX); see docs/tasks.md.
 suite: install

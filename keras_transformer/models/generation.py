@@ -8,6 +8,7 @@ one token's work instead of re-running the decoder on the whole prefix.
 """
 
 import itertools
+import warnings
 
 import keras
 import numpy as np
@@ -24,9 +25,10 @@ class Generator:
 
     Holds one sampler and its decoding function, compiled for the backend
     unless `run_eagerly`, so repeated calls with inputs of the same shape
-    reuse one trace (XLA on TensorFlow and JAX; eager without a gradient tape
-    on torch). A seeded sampler restarts from its seed at every call, so
-    equal inputs decode to equal outputs.
+    reuse one trace (XLA on TensorFlow and JAX; on torch the loop runs in
+    Python without a gradient tape and each decoder step is a TorchScript
+    trace, `TorchTracedStep`). A seeded sampler restarts from its seed at
+    every call, so equal inputs decode to equal outputs.
     """
 
     def __init__(self, model, sampler, run_eagerly=False):
@@ -36,6 +38,9 @@ class Generator:
         if getattr(sampler, "seed", None) is not None:
             self.seed_state = [ops.convert_to_numpy(v.value) for v in sampler.variables]
         self.compiled = _compile(self._generate_step, model, sampler, run_eagerly)
+        self.decoder_step = self._decoder_step
+        if keras.config.backend() == "torch" and not run_eagerly:
+            self.decoder_step = TorchTracedStep(self._decoder_step, model)
         self.trace_count = 0  # traces of the decoding function (every call when eager)
 
     def __call__(self, encoder_inputs, prompt, end_token_id):
@@ -62,23 +67,31 @@ class Generator:
 
     def _next(self, prompt, cache, index):
         """Logits of the token at `index`, from the token at `index - 1`."""
-        model = self.model
         position = index - 1
         token = ops.slice(prompt, [0, position], [ops.shape(prompt)[0], 1])  # (batch, 1)
+        logits, self_cache = self.decoder_step(
+            token, position, cache["self"], cache["cross"], cache["source_mask"]
+        )
+        return logits, None, {**cache, "self": self_cache}
+
+    def _decoder_step(self, token, position, self_cache, cross_cache, source_mask):
+        """One token per row through the decoder: the logits of the next
+        token `(batch, vocab)` and the self-attention cache with this token's
+        keys and values written at `position`."""
+        model = self.model
         y = model.target_embedding(token, start_index=position)  # (batch, 1, d_model)
         self_caches = []
         for i, block in enumerate(model.decoder_blocks):
             y, layer_cache = block(
                 y,
-                self_attention_cache=cache["self"][:, i],
+                self_attention_cache=self_cache[:, i],
                 cache_index=position,
-                cross_attention_cache=cache["cross"][:, i],
-                cross_attention_mask=cache["source_mask"],
+                cross_attention_cache=cross_cache[:, i],
+                cross_attention_mask=source_mask,
             )
             self_caches.append(layer_cache)
         logits = ops.cast(model.project_to_vocabulary(y)[:, 0], "float32")  # (batch, vocab)
-        cache = {**cache, "self": ops.stack(self_caches, axis=1)}
-        return forbid_padding(logits), None, cache
+        return forbid_padding(logits), ops.stack(self_caches, axis=1)
 
     def _generate_step(self, encoder_inputs, prompt, end_token_id):
         self.trace_count += 1
@@ -92,6 +105,78 @@ class Generator:
             mask=ops.broadcast_to(ops.expand_dims(given, 0), ops.shape(prompt)),
             stop_token_ids=[end_token_id],
             model=self.model,
+        )
+
+
+class TorchTracedStep:
+    """A decoder step traced into a TorchScript graph, one per input shape.
+
+    On torch every Keras layer call and op costs tens of microseconds of
+    Python, far more than the arithmetic of one token: tracing records the
+    step's tensor operations once, so later steps run without the layers'
+    Python. The model's weights are inputs of the trace (read through a
+    `keras.StatelessScope`), so a trace always computes with their current
+    values; the step's position is a tensor input, so one trace serves every
+    step.
+
+    A trace costs about as much as `EAGER_STEPS` eager steps, so a shape runs
+    eagerly for its first `EAGER_STEPS` steps (across calls) and is traced
+    after: short outputs never pay for a trace, and long or repeated ones pay
+    at most twice the cheaper of the two.
+    """
+
+    EAGER_STEPS = 16
+
+    def __init__(self, step, model):
+        self.step = step
+        self.variables = list(model.trainable_variables) + list(model.non_trainable_variables)
+        self.eager_steps = {}  # steps run eagerly, per input shape
+        self.traces = {}
+
+    def __call__(self, *inputs):
+        import torch
+
+        inputs = [torch.as_tensor(x) for x in inputs]
+        key = tuple((tuple(x.shape), x.dtype) for x in inputs)
+        if key not in self.traces:
+            self.eager_steps[key] = self.eager_steps.get(key, 0) + 1
+            if self.eager_steps[key] <= self.EAGER_STEPS:
+                return self.step(*inputs)
+        weights = [v.value for v in self.variables]
+        if key not in self.traces:
+            self.traces[key] = self._trace(weights, inputs)
+        return self.traces[key](weights, *inputs)
+
+    def _trace(self, weights, inputs):
+        import torch
+
+        def stateless_step(weights, *inputs):
+            with keras.StatelessScope(state_mapping=zip(self.variables, weights, strict=True)):
+                return self.step(*inputs)
+
+        with warnings.catch_warnings():
+            # Shapes are fixed per trace, so the tracer's warnings about them
+            # are moot; a value frozen by mistake is caught below.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            traced = torch.jit.trace(stateless_step, (weights, *inputs), check_trace=False)
+        if self._agrees(traced, stateless_step, weights, inputs):
+            return traced
+        warnings.warn(
+            "The decoder step depends on its position in a way tracing cannot follow; "
+            "decoding runs it eagerly (slower).",
+            stacklevel=4,
+        )
+        return stateless_step
+
+    @staticmethod
+    def _agrees(traced, step, weights, inputs) -> bool:
+        """Whether the trace computes what the step does at another position."""
+        token, position, self_cache, *rest = inputs
+        other = (token, (position + 1) % self_cache.shape[2], self_cache, *rest)
+        expected, actual = step(weights, *other), traced(weights, *other)
+        return all(
+            np.allclose(ops.convert_to_numpy(e), ops.convert_to_numpy(a), atol=1e-5)
+            for e, a in zip(expected, actual, strict=True)
         )
 
 

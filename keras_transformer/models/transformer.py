@@ -279,9 +279,9 @@ class Transformer(keras.Model):
                 sampler (by name or object) restarts from its seed at every
                 call: equal inputs give equal outputs.
             run_eagerly: bool or None. Decode op by op instead of in one
-                compiled function, for debugging (TensorFlow and JAX; torch
-                always decodes eagerly). Defaults to the model's
-                `run_eagerly`, as `compile(run_eagerly=True)` sets it.
+                compiled function (TensorFlow, JAX) or traced steps (torch),
+                for debugging. Defaults to the model's `run_eagerly`, as
+                `compile(run_eagerly=True)` sets it.
 
         Returns:
             int32 numpy array `(batch, length)`: each row begins with the start
