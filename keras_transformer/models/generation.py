@@ -53,45 +53,51 @@ class Generator:
     # === The decoding step, with caches ===
 
     def _initial_cache(self, encoder_inputs, max_length):
-        """Encodes the source once; returns the caches every step reads."""
+        """Encodes the source once; returns the caches every step reads, one
+        tensor per decoder block (a block's cache is updated in place where
+        the backend can, never copied along with the others)."""
         model = self.model
         encoder_outputs = model.encode(encoder_inputs)  # (batch, source_len, d_model)
-        cross = [b.compute_cross_attention_cache(encoder_outputs) for b in model.decoder_blocks]
-        cross = ops.stack(cross, axis=1)  # (batch, layers, 2, source_len, heads, dim)
-        batch, layers, _, _, heads, dim = ops.shape(cross)
-        self_cache = ops.zeros(
-            (batch, layers, 2, max_length, heads, dim), dtype=model.compute_dtype
-        )  # (batch, layers, 2, max_len, heads, dim)
+        cross = tuple(
+            block.compute_cross_attention_cache(encoder_outputs) for block in model.decoder_blocks
+        )  # each (batch, 2, source_len, heads, dim)
+        batch, _, _, heads, dim = ops.shape(cross[0])
+        self_caches = tuple(
+            ops.zeros((batch, 2, max_length, heads, dim), dtype=model.compute_dtype)
+            for _ in model.decoder_blocks
+        )  # each (batch, 2, max_len, heads, dim)
         source_mask = ops.expand_dims(ops.not_equal(encoder_inputs, 0), 1)  # (batch, 1, src)
-        return {"self": self_cache, "cross": cross, "source_mask": source_mask}
+        return {"self": self_caches, "cross": cross, "source_mask": source_mask}
 
     def _next(self, prompt, cache, index):
         """Logits of the token at `index`, from the token at `index - 1`."""
         position = index - 1
         token = ops.slice(prompt, [0, position], [ops.shape(prompt)[0], 1])  # (batch, 1)
-        logits, self_cache = self.decoder_step(
+        logits, self_caches = self.decoder_step(
             token, position, cache["self"], cache["cross"], cache["source_mask"]
         )
-        return logits, None, {**cache, "self": self_cache}
+        return logits, None, {**cache, "self": self_caches}
 
-    def _decoder_step(self, token, position, self_cache, cross_cache, source_mask):
+    def _decoder_step(self, token, position, self_caches, cross_caches, source_mask):
         """One token per row through the decoder: the logits of the next
-        token `(batch, vocab)` and the self-attention cache with this token's
-        keys and values written at `position`."""
+        token `(batch, vocab)` and the blocks' self-attention caches with
+        this token's keys and values written at `position`."""
         model = self.model
         y = model.target_embedding(token, start_index=position)  # (batch, 1, d_model)
-        self_caches = []
-        for i, block in enumerate(model.decoder_blocks):
-            y, layer_cache = block(
+        updated = []
+        for block, self_cache, cross_cache in zip(
+            model.decoder_blocks, self_caches, cross_caches, strict=True
+        ):
+            y, self_cache = block(
                 y,
-                self_attention_cache=self_cache[:, i],
+                self_attention_cache=self_cache,
                 cache_index=position,
-                cross_attention_cache=cross_cache[:, i],
+                cross_attention_cache=cross_cache,
                 cross_attention_mask=source_mask,
             )
-            self_caches.append(layer_cache)
+            updated.append(self_cache)
         logits = ops.cast(model.project_to_vocabulary(y)[:, 0], "float32")  # (batch, vocab)
-        return forbid_padding(logits), ops.stack(self_caches, axis=1)
+        return forbid_padding(logits), tuple(updated)
 
     def _generate_step(self, encoder_inputs, prompt, end_token_id):
         self.trace_count += 1
@@ -133,11 +139,13 @@ class TorchTracedStep:
         self.eager_steps = {}  # steps run eagerly, per input shape
         self.traces = {}
 
-    def __call__(self, *inputs):
+    def __call__(self, token, position, self_caches, *rest):
         import torch
 
-        inputs = [torch.as_tensor(x) for x in inputs]
-        key = tuple((tuple(x.shape), x.dtype) for x in inputs)
+        inputs = keras.tree.map_structure(
+            torch.as_tensor, (token, position, tuple(self_caches), *rest)
+        )
+        key = tuple((tuple(x.shape), x.dtype) for x in keras.tree.flatten(inputs))
         if key not in self.traces:
             self.eager_steps[key] = self.eager_steps.get(key, 0) + 1
             if self.eager_steps[key] <= self.EAGER_STEPS:
@@ -171,12 +179,13 @@ class TorchTracedStep:
     @staticmethod
     def _agrees(traced, step, weights, inputs) -> bool:
         """Whether the trace computes what the step does at another position."""
-        token, position, self_cache, *rest = inputs
-        other = (token, (position + 1) % self_cache.shape[2], self_cache, *rest)
+        token, position, self_caches, *rest = inputs
+        max_length = self_caches[0].shape[2]
+        other = (token, (position + 1) % max_length, self_caches, *rest)
         expected, actual = step(weights, *other), traced(weights, *other)
         return all(
             np.allclose(ops.convert_to_numpy(e), ops.convert_to_numpy(a), atol=1e-5)
-            for e, a in zip(expected, actual, strict=True)
+            for e, a in zip(keras.tree.flatten(expected), keras.tree.flatten(actual), strict=True)
         )
 
 

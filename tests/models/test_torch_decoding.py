@@ -77,15 +77,15 @@ def test_a_shape_is_traced_after_its_first_eager_steps(untrained, sources):
 
 
 def test_a_step_tracing_cannot_follow_runs_eagerly(untrained):
-    def step(token, position, self_cache, cross_cache, source_mask):
+    def step(token, position, self_caches, cross_caches, source_mask):
         # A position read as a Python number is frozen into a trace.
-        return token * int(position), self_cache
+        return token * int(position), self_caches
 
     traced = TorchTracedStep(step, untrained)
     traced.EAGER_STEPS = 0
-    token, cache = np.ones((2, 1), "int32"), np.zeros((2, 1, 2, 8, 1, 1), "float32")
+    token, cache = np.ones((2, 1), "int32"), np.zeros((2, 2, 8, 1, 1), "float32")
     with pytest.warns(UserWarning, match="eagerly"):
-        traced(token, 3, cache, cache, token)
+        traced(token, 3, (cache,), (cache,), token)
     for position in (3, 5):
-        outputs, _ = traced(token, position, cache, cache, token)
+        outputs, _ = traced(token, position, (cache,), (cache,), token)
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(outputs), token * position)
