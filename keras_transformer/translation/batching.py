@@ -171,7 +171,10 @@ class TokenBatches(keras.utils.PyDataset):
     length.
 
     Pairs are put in buckets by the padded lengths of their source and their
-    target (`length_buckets`). Each batch of a bucket holds as many pairs as
+    target (`length_buckets`). Every shape costs a compilation on JAX and
+    TensorFlow, so a bucket with pairs for fewer than `MIN_BATCHES` batches
+    is padded up to the square bucket of its longer side, of which there are
+    only a few. Each batch of a bucket holds as many pairs as
     fit in `batch_tokens` at the bucket's longer side, rounded down to a
     multiple of `row_multiple` (the devices of a data-parallel run); the last
     batch of a bucket is filled up with rows of padding, which the masked loss
@@ -184,6 +187,8 @@ class TokenBatches(keras.utils.PyDataset):
     the decoder inputs start with the start id, the labels end with the end
     id, and 0 pads.
     """
+
+    MIN_BATCHES = 16
 
     def __init__(
         self,
@@ -203,6 +208,7 @@ class TokenBatches(keras.utils.PyDataset):
         self._source_bucket = np.searchsorted(buckets, corpus.source_lengths).astype("int16")
         self._target_bucket = np.searchsorted(buckets, corpus.target_lengths + 1).astype("int16")
         self._buckets = buckets
+        self._fold_small_buckets()
         longest = int(buckets[max(self._source_bucket.max(), self._target_bucket.max())])
         if self.rows_for(longest) == 0:
             raise ValueError(
@@ -212,6 +218,21 @@ class TokenBatches(keras.utils.PyDataset):
                 + f": use at least {longest * row_multiple}."
             )
         self._batches = self._plan(0)
+
+    def _fold_small_buckets(self) -> None:
+        """Pads the pairs of the buckets too small for `MIN_BATCHES` batches
+        to the square bucket of their longer side."""
+        source, target = self._source_bucket, self._target_bucket
+        longer = np.maximum(source, target)
+        bucket = source.astype("int32") * len(self._buckets) + target
+        buckets, inverse, counts = np.unique(bucket, return_inverse=True, return_counts=True)
+        lengths = self._buckets[
+            np.maximum(buckets // len(self._buckets), buckets % len(self._buckets))
+        ]
+        rows = np.maximum(self.batch_tokens // lengths, 1)
+        small = (counts < self.MIN_BATCHES * rows)[inverse]  # (pairs,)
+        self._source_bucket = np.where(small, longer, source).astype("int16")
+        self._target_bucket = np.where(small, longer, target).astype("int16")
 
     def rows_for(self, padded_length: int) -> int:
         """Pairs in a batch whose longer side is `padded_length` tokens."""

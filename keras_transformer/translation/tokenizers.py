@@ -24,6 +24,10 @@ _BYTE_PIECES = 256
 # SentencePiece learns its pieces from at most this many sentences.
 _SENTENCEPIECE_SAMPLE = 1_000_000
 _WORDPIECE_DEFAULT_SIZE = 8000
+# Learned pieces that shorten a corpus less than this (characters per piece)
+# are not worth their ids: the vocabulary is then the characters alone.
+_MIN_SHORTENING = 1.5
+_SHORTENING_SAMPLE = 2000
 
 
 def train_tokenizer(
@@ -43,9 +47,12 @@ def train_tokenizer(
     `"character"` gives one id per Unicode code point up to the largest one
     in `texts` (larger ones map to the last id).
 
-    `vocabulary_size` is an upper bound; by default it grows with the
-    corpus (`default_vocabulary_size`) for SentencePiece, and is 8000 for
-    WordPiece.
+    `vocabulary_size` is an upper bound; by default it is 8000 for
+    WordPiece, and for SentencePiece it grows with the corpus
+    (`default_vocabulary_size`), unless the pieces learned at that size
+    shorten the texts less than 1.5 times (characters per piece): then they
+    would add ids to learn without saving much length, and the vocabulary is
+    the characters (and bytes) alone, which compose any word.
     """
     check_choice("kind", kind, TOKENIZER_KINDS)
     if vocabulary_size is not None:
@@ -81,15 +88,16 @@ def train_tokenizers(
 
 def default_vocabulary_size(texts: Iterable[str]) -> int:
     """The SentencePiece vocabulary size for a corpus: the pieces it must
-    hold (reserved ids, the 256 bytes, every character seen) and as many
-    learned pieces as the square root of the corpus size in characters, at
-    most 8000. A small corpus gets a vocabulary close to its characters,
-    which composes unseen words and numbers from their parts."""
+    hold (reserved ids, the 256 bytes, every character seen) and a quarter
+    of the square root of the corpus size in characters as learned pieces,
+    at most 8000 (reached at a billion characters). A small corpus gets a
+    vocabulary close to its characters, which composes unseen words and
+    numbers from their parts."""
     characters, total = set(), 0
     for text in texts:
         characters.update(text)
         total += len(text)
-    learned = min(_WORDPIECE_DEFAULT_SIZE, int(math.sqrt(total)))
+    learned = min(_WORDPIECE_DEFAULT_SIZE, int(math.sqrt(total) / 4))
     return _sentencepiece_minimum(characters) + learned
 
 
@@ -111,7 +119,9 @@ def _train_sentencepiece(texts, vocabulary_size):
     characters = set().union(*map(set, texts))
     minimum = _sentencepiece_minimum(characters)
     if vocabulary_size is None:
-        vocabulary_size = default_vocabulary_size(texts)
+        proto = _sentencepiece_proto(sentencepiece, texts, default_vocabulary_size(texts))
+        if _shortening(sentencepiece, proto, texts) < _MIN_SHORTENING:
+            proto = _sentencepiece_proto(sentencepiece, texts, minimum)
     elif vocabulary_size < minimum:
         raise ValueError(
             f"`vocabulary_size`={vocabulary_size} is too small for a SentencePiece vocabulary "
@@ -119,6 +129,12 @@ def _train_sentencepiece(texts, vocabulary_size):
             f"reserved, {_BYTE_PIECES} bytes and the {minimum - _BYTE_PIECES - 4} characters "
             "seen)."
         )
+    else:
+        proto = _sentencepiece_proto(sentencepiece, texts, vocabulary_size)
+    return keras_nlp.tokenizers.SentencePieceTokenizer(proto=proto)
+
+
+def _sentencepiece_proto(sentencepiece, texts, vocabulary_size) -> bytes:
     proto = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
@@ -138,7 +154,15 @@ def _train_sentencepiece(texts, vocabulary_size):
         num_threads=os.cpu_count() or 1,
         minloglevel=2,
     )
-    return keras_nlp.tokenizers.SentencePieceTokenizer(proto=proto.getvalue())
+    return proto.getvalue()
+
+
+def _shortening(sentencepiece, proto, texts) -> float:
+    """Characters per piece over (a sample of) `texts`."""
+    processor = sentencepiece.SentencePieceProcessor(model_proto=proto)
+    sample = texts[:: max(1, len(texts) // _SHORTENING_SAMPLE)]
+    pieces = sum(map(len, processor.encode(list(sample))))
+    return sum(map(len, sample)) / max(pieces, 1)
 
 
 def _sentencepiece_special_pieces() -> dict:

@@ -155,3 +155,26 @@ def test_pairs_longer_than_the_limit_are_counted_and_left_out(tmp_path, tokenize
     )
     assert too_long > 0 and corpus.skipped == too_long and len(corpus) == len(pairs) - too_long
     assert corpus.source_lengths.max() <= 64
+
+
+def test_buckets_too_small_to_fill_batches_join_the_square_bucket(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def word(length):
+        return "".join(rng.choice(list("abcdef"), length))
+
+    short_short = [(word(5), word(5)) for _ in range(300)]  # bucket (8, 8)
+    long_short = [(word(25), word(5)) for _ in range(300)]  # (32, 8): 37 batches of 8
+    short_long = [(word(5), word(25)) for _ in range(5)]  # (8, 32): under one batch
+    pairs = short_short + long_short + short_long
+    tokenizer = train_tokenizer([text for pair in pairs for text in pair], "character")
+    corpus = TokenCorpus.build(tmp_path / "tokens", tokenizer, tokenizer, pairs, 64)
+    batches = TokenBatches(corpus, 256, 64)
+    shapes = {}
+    for index in range(batches.num_batches):
+        inputs, _ = batches[index]
+        shape = (inputs["encoder_inputs"].shape[1], inputs["decoder_inputs"].shape[1])
+        sources = detokenize(tokenizer, inputs["encoder_inputs"])
+        shapes.setdefault(shape, set()).update(source for source in sources if source)
+    assert set(shapes) == {(8, 8), (32, 8), (32, 32)}
+    assert shapes[(32, 32)] == {source for source, _ in short_long}

@@ -71,6 +71,20 @@ def test_the_default_vocabulary_grows_with_the_corpus():
     assert tokenizer.vocabulary_size() <= default_vocabulary_size(small)
 
 
+def test_pieces_that_barely_shorten_the_texts_give_way_to_characters():
+    rng = np.random.default_rng(0)
+    letters = list("abcdefghijklmnopqrst")
+    random_words = ["".join(rng.choice(letters, 6)) for _ in range(9000)]
+    random_words = [" ".join(random_words[i : i + 3]) for i in range(0, 9000, 3)]
+    characters_only = len(RESERVED_TOKENS) + 256 + len(letters) + 1  # and the space
+    assert train_tokenizer(random_words, "sentencepiece").vocabulary_size() == characters_only
+    lexicon = ["".join(rng.choice(letters, 10)) for _ in range(30)]
+    sentences = [" ".join(rng.choice(lexicon, 3)) for _ in range(20000)]  # words recur
+    tokenizer = train_tokenizer(sentences, "sentencepiece")
+    pieces = sum(len(row) for row in tokenize(tokenizer, sentences[:1000]))
+    assert sum(map(len, sentences[:1000])) / pieces >= 1.5  # learned pieces kept
+
+
 def test_a_vocabulary_too_small_for_the_reserved_pieces_is_refused():
     with pytest.raises(ValueError, match=r"`vocabulary_size`=100 is too small.*at least 2\d\d"):
         train_tokenizer(TEXTS, "sentencepiece", vocabulary_size=100)
