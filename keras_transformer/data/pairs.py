@@ -47,12 +47,13 @@ def _parse_line(path, number: int, line: str) -> Pair | None:
 
 
 def as_field(text: str) -> str:
-    """`text` fit for one field of a tab-separated line: tabs and line
-    breaks (which a model may generate) become spaces."""
+    """`text` fit for one field of a tab-separated line: tabs and every
+    character `str.splitlines` breaks lines at (which a model may generate)
+    become spaces."""
     return text.translate(_LINE_BREAKS)
 
 
-_LINE_BREAKS = str.maketrans(dict.fromkeys("\t\n\r\v\f", " "))
+_LINE_BREAKS = str.maketrans(dict.fromkeys("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
 
 
 def split_pairs(

@@ -59,4 +59,6 @@ def test_split_rejects_bad_fractions():
 
 
 def test_a_field_never_holds_tabs_or_line_breaks():
-    assert as_field("a\tb\nc\r\nd\x1e") == "a b c  d\x1e"
+    text = "a\tb\nc\r\nd\x1ee\u2028f\x85g\x1fh"
+    assert as_field(text) == "a b c  d e f g\x1fh"
+    assert as_field(text).splitlines() == [as_field(text)]
