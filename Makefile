@@ -17,12 +17,12 @@ install: $(VENV)/.installed
 
 # One pytest per backend, each spread over two worker processes (a test
 # module stays on one worker, so its fixtures are built once); every backend
-# runs even if an earlier one fails.
+# runs even if an earlier one fails; the slowest tests are listed at the end.
 test: install
 	@failed=""; \
 	for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend"; \
-		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile || failed="$$failed $$backend"; \
+		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15 || failed="$$failed $$backend"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi
 
