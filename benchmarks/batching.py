@@ -6,7 +6,7 @@ trainer's default model and tokenizers:
 - tokens: `TokenBatches` of about `--batch-tokens` tokens, pairs grouped by
   length.
 
-    KERAS_BACKEND=jax python -m benchmarks.batching [--tasks numbers,spelled_digits]
+    KERAS_BACKEND=jax python -m benchmarks.batching [--tasks numbers,morphology]
 
 Prints one JSON line per task and way: the padding share of the batches, the
 seconds of the first epoch (compiles included) and the real target tokens per
@@ -82,7 +82,7 @@ def measure(task: str, count: int, batch_tokens: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="numbers,spelled_digits")
+    parser.add_argument("--tasks", default="numbers,spelled_digits,transliteration,morphology")
     parser.add_argument("--pairs", type=int, default=8000)
     parser.add_argument("--batch-tokens", type=int, default=TrainingOptions.batch_tokens)
     args = parser.parse_args()
