@@ -1,3 +1,11 @@
+import os
+
+# The tests' models are tiny, so under JAX they wait on XLA compiling, not on
+# running: without LLVM's optimisations the first epoch of the command's tiny
+# training run compiled in 12 s instead of 22 s, with the same losses.
+if os.environ.get("KERAS_BACKEND") == "jax":
+    os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
 import keras
 import numpy as np
 import pytest

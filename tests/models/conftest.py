@@ -12,9 +12,9 @@ def _reverser():
 
 def _train_reverser():
     keras.utils.set_random_seed(0)
-    train_inputs, train_labels = make_reverse_task(4000, seed=0)
+    train_inputs, train_labels = make_reverse_task(4096, seed=0)
     model = _reverser()
-    steps = 8 * len(train_labels) // 64
+    steps = 8 * len(train_labels) // 128
     schedule = keras.optimizers.schedules.CosineDecay(
         1e-4, steps, warmup_target=3e-3, warmup_steps=100
     )
@@ -22,7 +22,7 @@ def _train_reverser():
         optimizer=keras.optimizers.Adam(schedule),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
     )
-    model.fit(train_inputs, train_labels, batch_size=64, epochs=8, verbose=0)
+    model.fit(train_inputs, train_labels, batch_size=128, epochs=8, verbose=0)
     return model
 
 

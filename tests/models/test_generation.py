@@ -1,8 +1,3 @@
-import json
-import os
-import subprocess
-import sys
-
 import keras
 import keras_nlp
 import numpy as np
@@ -165,25 +160,6 @@ def test_rejects_outputs_longer_than_learned_positions():
     assert model.generate(sources, 1, 2, max_length=8).shape[0] == 2
     with pytest.raises(ValueError, match=r"max_length.*learned positions"):
         model.generate(sources, 1, 2, max_length=9)
-
-
-def test_loaded_model_generates_the_same_in_a_fresh_process(trained_reverser, sources, tmp_path):
-    model_path, sources_path = tmp_path / "model.keras", tmp_path / "sources.npy"
-    trained_reverser.save(model_path)
-    np.save(sources_path, sources)
-    script = os.path.join(os.path.dirname(__file__), "generate_saved_model.py")
-    run = subprocess.run(
-        [sys.executable, script, str(model_path), str(sources_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads(run.stdout.strip().splitlines()[-1])
-    np.testing.assert_array_equal(results["greedy"], generate(trained_reverser, sources))
-    np.testing.assert_array_equal(
-        results["beam"], generate(trained_reverser, sources, sampler="beam")
-    )
 
 
 @pytest.mark.parametrize(

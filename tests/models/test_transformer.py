@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from keras_transformer import Transformer
-from keras_transformer.data import make_reverse_task
-from tests.helpers import BACKEND, mask_of, to_numpy
+from keras_transformer.data import END_TOKEN_ID, START_TOKEN_ID, make_reverse_task
+from tests.helpers import mask_of, to_numpy
 
 SMALL = {"num_layers": 2, "d_model": 16, "num_heads": 2, "ff_dim": 32}
 SOURCE = np.array([[5, 6, 7, 8, 0, 0], [3, 4, 5, 6, 7, 9]], "int32")
@@ -157,35 +157,42 @@ def test_fit_learns_to_reverse_held_out_sequences(trained_reverser):
 
 
 def test_saved_file_loads_under_every_backend(trained_reverser, tmp_path):
-    """The weights arrive bit for bit; the outputs agree up to float32
-    rounding (each backend sums its matrix products in its own order)."""
+    """Each backend, this one included, loads the file in a fresh process:
+    the weights arrive bit for bit, the logits agree up to float32 rounding
+    (each backend sums its matrix products in its own order), and greedy and
+    beam-search decoding give the same outputs as the model that was saved."""
     inputs, _ = make_reverse_task(8, seed=2)
     model_path = os.path.join(tmp_path, "model.keras")
     inputs_path = os.path.join(tmp_path, "inputs.npz")
     trained_reverser.save(model_path)
     np.savez(inputs_path, **inputs)
     expected = to_numpy(trained_reverser(inputs, training=False))
-    script = os.path.join(os.path.dirname(__file__), "predict_saved_model.py")
-    others = sorted({"tensorflow", "jax", "torch"} - {BACKEND})
-    runs = {  # the other backends load the file at the same time, each in its own process
-        other: subprocess.Popen(
-            [sys.executable, script, model_path, inputs_path, os.path.join(tmp_path, other)],
-            env={**os.environ, "KERAS_BACKEND": other},
+    decoded = {
+        sampler: trained_reverser.generate(
+            inputs["encoder_inputs"], START_TOKEN_ID, END_TOKEN_ID, 12, sampler=sampler
+        )
+        for sampler in ("greedy", "beam")
+    }
+    script = os.path.join(os.path.dirname(__file__), "use_saved_model.py")
+    runs = {  # every backend loads the file at the same time, each in its own process
+        backend: subprocess.Popen(
+            [sys.executable, script, model_path, inputs_path, os.path.join(tmp_path, backend)],
+            env={**os.environ, "KERAS_BACKEND": backend},
             stderr=subprocess.PIPE,
             text=True,
         )
-        for other in others
+        for backend in ("tensorflow", "jax", "torch")
     }
-    for other, run in runs.items():
+    for backend, run in runs.items():
         _, stderr = run.communicate(timeout=300)
-        assert run.returncode == 0, f"loading under {other} failed:\n{stderr[-3000:]}"
-        outputs_path = os.path.join(tmp_path, f"{other}.npz")
-        outputs, *weights = np.load(outputs_path).values()
-        for loaded, original in zip(weights, trained_reverser.get_weights(), strict=True):
-            np.testing.assert_array_equal(loaded, original, err_msg=other)
-        np.testing.assert_allclose(
-            outputs, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max(), err_msg=other
-        )
+        assert run.returncode == 0, f"loading under {backend} failed:\n{stderr[-3000:]}"
+        loaded = dict(np.load(os.path.join(tmp_path, f"{backend}.npz")))
+        for index, original in enumerate(trained_reverser.get_weights()):
+            np.testing.assert_array_equal(loaded[f"weight_{index}"], original, err_msg=backend)
+        tolerance = {"rtol": 1e-5, "atol": 1e-5 * np.abs(expected).max()}
+        np.testing.assert_allclose(loaded["logits"], expected, **tolerance, err_msg=backend)
+        for sampler, outputs in decoded.items():
+            np.testing.assert_array_equal(loaded[sampler], outputs, err_msg=f"{backend} {sampler}")
 
 
 def test_attention_scores_cover_every_layer_and_skip_source_padding():
