@@ -1,76 +1,89 @@
-"""Peak memory of reading a token cache for training, at two corpus sizes:
+"""Peak memory of `keras-transformer train` at two corpus sizes:
 
     KERAS_BACKEND=jax python -m benchmarks.corpus_memory [--pairs 100000,1000000]
+        [--seconds 60]
 
-For each size one process generates the pairs (the `spelled_digits` task), trains the
-tokenizers on the first 20000 and writes the token cache; a second process
-opens the cache and reads one shuffled epoch of `TokenBatches`, as training
-does, and reports its peak resident memory. The padded arrays that training
-used to hold are given for comparison.
+For each size the pairs of the `spelled_digits` task are written to a file,
+and `keras-transformer train` runs on it with its default options: it splits
+the file into the run's split files, fits the tokenizers, writes the token
+cache, compiles and trains. The process's peak resident memory (VmHWM) is
+read when training starts (the command prints its data summary) and again
+after `--seconds` of training, when the process is stopped: an epoch of a
+million pairs takes hours on a CPU, and the memory of reading batches is flat
+after the first few hundred. Prints one JSON line per size.
 """
 
 import argparse
 import json
 import os
-import resource
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
-from keras_transformer.translation.run import TrainingOptions
+from benchmarks.tasks import task_pairs
 
-OPTIONS = TrainingOptions()
-
-
-def build(directory: str, count: int) -> None:
-    from benchmarks.tasks import task_pairs
-    from keras_transformer.translation.batching import TokenCorpus
-    from keras_transformer.translation.tokenizers import train_tokenizers
-
-    pairs = task_pairs("spelled_digits", count)
-    tokenizers = train_tokenizers(*zip(*pairs[:20000], strict=True))
-    TokenCorpus.build(directory, *tokenizers, pairs, OPTIONS.max_length)
+TASK = "spelled_digits"
 
 
-def read_epoch(directory: str) -> dict:
-    from keras_transformer.translation.batching import TokenBatches, TokenCorpus
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmHWM for process {pid}")
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    corpus = TokenCorpus(directory)
-    batches = TokenBatches(corpus, OPTIONS.batch_tokens, OPTIONS.max_length, seed=0)
-    for index in range(batches.num_batches):
-        batches[index]
-    longest = int(corpus.source_lengths.max()), int(corpus.target_lengths.max()) + 1
-    return {
-        "pairs": len(corpus),
-        "peak_rss_mib_before_opening": round(before / 1024),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "index_mib": round(corpus.source_lengths.nbytes * 6 / 2**20, 1),
-        "cache_mib": round(
-            sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory)) / 2**20
-        ),
-        "padded_arrays_mib": round(len(corpus) * (longest[0] + 2 * longest[1]) * 4 / 2**20),
+
+def measure(count: int, seconds: float, directory: str) -> dict:
+    data = os.path.join(directory, "pairs.tsv")
+    with open(data, "w", encoding="utf-8") as file:
+        file.writelines(f"{source}\t{target}\n" for source, target in task_pairs(TASK, count))
+    out = os.path.join(directory, "run")
+    command = [sys.executable, "-m", "keras_transformer", "train", "--data", data, "--out", out]
+    process = subprocess.Popen(
+        [*command, "--no-pictures"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    started = time.monotonic()
+    summary = None
+    for line in process.stdout:
+        if "training pairs" in line:
+            summary = line.strip()
+            break
+    if summary is None:
+        raise RuntimeError(f"train stopped before training (status {process.wait()})")
+    result = {
+        "pairs": count,
+        "input_mib": round(os.path.getsize(data) / 2**20, 1),
+        "preparation_seconds": round(time.monotonic() - started),
+        "peak_rss_mib_when_training_starts": peak_rss_mib(process.pid),
+        "summary": summary,
     }
+    # Keep reading the output so that the process never blocks on a full pipe.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(1)
+    if process.poll() is not None:
+        raise RuntimeError(f"train ended early (status {process.returncode})")
+    result["peak_rss_mib_after_training"] = peak_rss_mib(process.pid)
+    result["training_seconds"] = seconds
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    index = os.path.join(out, "training_state", "tokens", "train", "lengths.npy")
+    result["cache_index_mib"] = round(os.path.getsize(index) / 2**20, 1)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", default="100000,1000000")
-    parser.add_argument("--step", choices=("build", "read"), help=argparse.SUPPRESS)
-    parser.add_argument("--directory", help=argparse.SUPPRESS)
-    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
-    if args.step == "build":
-        return build(args.directory, args.count)
-    if args.step == "read":
-        return print(json.dumps(read_epoch(args.directory)))
     for count in map(int, args.pairs.split(",")):
         with tempfile.TemporaryDirectory() as directory:
-            for step in ("build", "read"):
-                command = [sys.executable, "-m", "benchmarks.corpus_memory", "--step", step]
-                command += ["--directory", directory, "--count", str(count)]
-                result = subprocess.run(command, check=True, capture_output=True, text=True)
-            print(result.stdout.strip().splitlines()[-1], flush=True)
+            print(json.dumps(measure(count, args.seconds, directory)), flush=True)
 
 
 if __name__ == "__main__":

@@ -153,15 +153,17 @@ def _run_with_backend(backend: str, argv: list[str]) -> int:
 
 
 def _train(args) -> int:
-    from keras_transformer.data import number_splits, read_pairs, split_pairs
-    from keras_transformer.translation.run import train_translator
+    from keras_transformer.data import number_splits, split_pairs_file
+    from keras_transformer.translation.run import STATE_DIRECTORY, train_translator
 
     options = TrainingOptions(
         **{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainingOptions)}
     ).check()
     devices = _training_devices(args)
     if args.data:
-        splits = split_pairs(read_pairs(args.data), validation=0.1, test=0.1, seed=options.seed)
+        # Streamed into split files of the run, never held in memory whole.
+        directory = os.path.join(args.out, STATE_DIRECTORY, "splits")
+        splits = split_pairs_file(args.data, directory, validation=0.1, test=0.1, seed=options.seed)
     else:
         splits = number_splits(count=args.pairs, language=args.language, seed=options.seed)
     # A progress bar on a terminal, one line per epoch in a log file.

@@ -1,8 +1,15 @@
 """Sentence pairs: reading tab-separated files and splitting them."""
 
+import contextlib
+import hashlib
+import itertools
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from keras_transformer.saving import replacing
 
 Pair = tuple[str, str]
 
@@ -19,18 +26,27 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
     that is not UTF-8, holds no pairs, or has a line without a tab or with an
     empty source or target (the message gives the line number).
     """
-    try:
-        with open(path, encoding="utf-8") as file:
-            lines = file.read().split("\n")
-    except UnicodeDecodeError as error:
-        raise PairsFileError(
-            f"{path}: not UTF-8 text ({error.reason} at byte {error.start})"
-        ) from None
-    pairs = [_parse_line(path, number, line) for number, line in enumerate(lines, 1)]
-    pairs = [pair for pair in pairs if pair is not None]
+    pairs = list(iter_pairs(path))
     if not pairs:
         raise PairsFileError(f"{path}: no sentence pairs (expected source<TAB>target lines)")
     return pairs
+
+
+def iter_pairs(path: str | os.PathLike) -> Iterator[Pair]:
+    """The pairs of `read_pairs`, read one line at a time; an empty file
+    yields nothing."""
+    with open(path, "rb") as file:
+        for number, raw_line in enumerate(file, 1):
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise PairsFileError(
+                    f"{path}:{number}: not UTF-8 text ({error.reason} at byte {error.start} "
+                    "of the line)"
+                ) from None
+            pair = _parse_line(path, number, line.rstrip("\n"))
+            if pair is not None:
+                yield pair
 
 
 def _parse_line(path, number: int, line: str) -> Pair | None:
@@ -61,17 +77,110 @@ def split_pairs(
 ) -> dict[str, list[Pair]]:
     """Shuffles distinct pairs (with `seed`) into train, validation and test
     splits; a pair that occurs twice lands in one split only."""
+    _check_fractions(validation, test)
+    unique = sorted(set(pairs))
+    random.Random(seed).shuffle(unique)
+    splits, begin = {}, 0
+    for name, size in _split_sizes(len(unique), validation, test).items():
+        splits[name] = unique[begin : begin + size]
+        begin += size
+    return splits
+
+
+def _check_fractions(validation: float, test: float) -> None:
     if not (0 <= validation < 1 and 0 <= test < 1 and validation + test < 1):
         raise ValueError(
             "`validation` and `test` must be fractions summing to less than 1. "
             f"Received: validation={validation}, test={test}"
         )
-    unique = sorted(set(pairs))
-    random.Random(seed).shuffle(unique)
-    test_size = round(len(unique) * test)
-    validation_size = round(len(unique) * validation)
+
+
+def _split_sizes(count: int, validation: float, test: float) -> dict[str, int]:
+    """Pairs per split, in the order the splits take the shuffled pairs."""
+    test_size = round(count * test)
+    validation_size = round(count * validation)
     return {
-        "test": unique[:test_size],
-        "validation": unique[test_size : test_size + validation_size],
-        "train": unique[test_size + validation_size :],
+        "test": test_size,
+        "validation": validation_size,
+        "train": count - test_size - validation_size,
     }
+
+
+def split_pairs_file(
+    path: str | os.PathLike,
+    directory: str | os.PathLike,
+    validation: float = 0.1,
+    test: float = 0.1,
+    seed: int = 0,
+) -> dict[str, "PairsFile"]:
+    """Splits the pairs of a `source<TAB>target` file into train, validation
+    and test files in `directory` (`train.tsv`, ...) without holding its text
+    in memory: the file is read twice, line by line, and what is kept between
+    the readings is 8 bytes per pair (a 64-bit hash) and 1 byte (its split).
+
+    As in `split_pairs`, a pair that occurs more than once is kept once, and
+    the distinct pairs are shuffled with `seed` into splits of
+    `round(test * n)` and `round(validation * n)` pairs; two pairs whose
+    hashes collide count as one (about one chance in 10^7 for a million
+    pairs). The splits keep the pairs' order in the file. Raises like
+    `read_pairs` for a file that cannot be read.
+    """
+    _check_fractions(validation, test)
+    hashes = np.fromiter(
+        (_pair_hash(pair) for pair in iter_pairs(path)), dtype=np.uint64
+    )  # (pairs,)
+    if not len(hashes):
+        raise PairsFileError(f"{path}: no sentence pairs (expected source<TAB>target lines)")
+    _, first = np.unique(hashes, return_index=True)  # first occurrence of each distinct pair
+    split_of_pair = np.full(len(hashes), -1, np.int8)  # (pairs,), -1: a repeat, dropped
+    del hashes
+    sizes = _split_sizes(len(first), validation, test)
+    order = np.random.default_rng(seed).permutation(len(first))
+    begin = 0
+    for split, size in enumerate(sizes.values()):
+        split_of_pair[first[order[begin : begin + size]]] = split
+        begin += size
+    os.makedirs(directory, exist_ok=True)
+    paths = [os.path.join(directory, f"{name}.tsv") for name in sizes]
+    with contextlib.ExitStack() as stack:
+        files = [
+            stack.enter_context(
+                open(stack.enter_context(replacing(p)), "w", encoding="utf-8", newline="\n")
+            )
+            for p in paths
+        ]
+        for (source, target), split in zip(iter_pairs(path), split_of_pair, strict=True):
+            if split >= 0:
+                files[split].write(f"{source}\t{target}\n")
+    return {name: PairsFile(p, size) for (name, size), p in zip(sizes.items(), paths, strict=True)}
+
+
+class PairsFile(Sequence):
+    """The pairs of a split file of `split_pairs_file`, read from disk at
+    each pass, so that a split of any size costs no memory. Indexing reads
+    up to the index."""
+
+    def __init__(self, path: str | os.PathLike, count: int):
+        self.path = os.fspath(path)
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Pair]:
+        with open(self.path, encoding="utf-8", newline="\n") as file:
+            for line in file:
+                source, target = line[:-1].split("\t")
+                yield source, target
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(itertools.islice(self, *index.indices(self.count)))
+        if not -self.count <= index < self.count:
+            raise IndexError(f"pair {index} of {self.count}")
+        return next(itertools.islice(self, index % self.count, None))
+
+
+def _pair_hash(pair: Pair) -> int:
+    digest = hashlib.blake2b("\t".join(pair).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")

@@ -8,9 +8,10 @@ holds the index and one batch in memory, never the corpus.
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -94,8 +95,7 @@ class TokenCorpus:
         lengths, skipped = [], 0
         paths = [os.path.join(directory, name) for name in _FILES[:2]]
         with open(paths[0], "wb") as sources, open(paths[1], "wb") as targets:
-            for begin in range(0, len(pairs), _CHUNK_PAIRS):
-                chunk = pairs[begin : begin + _CHUNK_PAIRS]
+            for chunk in _chunks(pairs, _CHUNK_PAIRS):
                 source_rows = tokenize(source_tokenizer, [s for s, _ in chunk])
                 target_rows = tokenize(target_tokenizer, [t for _, t in chunk])
                 for source, target in zip(source_rows, target_rows, strict=True):
@@ -145,6 +145,13 @@ class TokenCorpus:
             if _checksum(os.path.join(self.directory, name)) != manifest["checksums"][name]:
                 raise TokenCorpusError(f"{self.directory}: {name} does not match {_MANIFEST}")
         return manifest
+
+
+def _chunks(pairs: Iterable[Pair], size: int) -> Iterator[list[Pair]]:
+    """`pairs` in lists of `size` (the last one shorter), read as they come."""
+    iterator = iter(pairs)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def corpus_fingerprint(source_tokenizer, target_tokenizer, pairs, max_length: int) -> str:

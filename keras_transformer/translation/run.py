@@ -36,6 +36,9 @@ METRICS_FILE = "metrics.json"
 TRANSLATIONS_FILE = "test_translations.tsv"
 STATE_DIRECTORY = "training_state"
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+# The tokenizers of a larger corpus are fitted to this many of its training
+# pairs, spread evenly, so that their memory does not grow with the corpus.
+TOKENIZER_PAIRS = 200_000
 
 
 @dataclasses.dataclass
@@ -113,6 +116,13 @@ class TrainingOptions:
                 f"Received: learning_rate_scale={self.learning_rate_scale}"
             )
         return self
+
+
+def tokenizer_sample(pairs: Sequence[Pair], limit: int = TOKENIZER_PAIRS) -> list[Pair]:
+    """The pairs the tokenizers are fitted to: all of them, or `limit` or
+    fewer spread evenly over a larger corpus, read in one pass."""
+    step = -(-len(pairs) // limit)  # ceil
+    return [pair for index, pair in enumerate(pairs) if index % step == 0]
 
 
 class RunDirectoryError(ValueError):
@@ -323,14 +333,15 @@ class _RunState:
                 _remove(stale)
 
     def tokenizers(self, train_pairs):
-        """The run's tokenizers: trained on the training pairs for a new run,
-        read back from disk for a resumed one."""
+        """The run's tokenizers: fitted to (a sample of) the training pairs
+        for a new run, read back from disk for a resumed one."""
         paths = [os.path.join(self.root, f"{side}_tokenizer") for side in ("source", "target")]
         if self.resuming:
             return [load_tokenizer(path) for path in paths]
+        sample = tokenizer_sample(train_pairs)
         tokenizers = train_tokenizers(
-            [source for source, _ in train_pairs],
-            [target for _, target in train_pairs],
+            [source for source, _ in sample],
+            [target for _, target in sample],
             self.options.tokenizer,
             self.options.vocabulary_size,
             shared=self.options.shared_vocabulary,

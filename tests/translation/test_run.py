@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_transformer.translation.run import TrainingOptions, build_transformer
+from keras_transformer.translation.run import TrainingOptions, build_transformer, tokenizer_sample
 from keras_transformer.translation.tokenizers import train_tokenizer, training_arrays
 
 PAIRS = [("one two", "un deux"), ("three", "trois"), ("two one", "deux un")] * 4
@@ -54,3 +54,11 @@ def test_a_shared_vocabulary_shares_embedding_and_output(tokenizer):
 def test_bad_options_name_themselves(change, message):
     with pytest.raises(ValueError, match=message):
         TrainingOptions(**change).check()
+
+
+def test_tokenizers_see_all_of_a_small_corpus_and_an_even_sample_of_a_large_one():
+    pairs = [(f"s{i}", f"t{i}") for i in range(1000)]
+    assert tokenizer_sample(pairs, limit=1000) == pairs
+    sample = tokenizer_sample(pairs, limit=300)
+    assert sample == pairs[::4] and len(sample) == 250
+    assert tokenizer_sample(pairs[:7], limit=3) == [pairs[0], pairs[3], pairs[6]]
