@@ -16,8 +16,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 # One pytest per backend, each spread over two worker processes (a test
-# module stays on one worker, so its fixtures are built once, and the modules
-# sharing the trained reverser stay together: tests/conftest.py); every backend
+# module stays on one worker, so its fixtures are built once); every backend
 # runs even if an earlier one fails; the slowest tests are listed at the end.
 # Under JAX the workers, and the processes they start, share what XLA
 # compiled through a cache folder that lives as long as the run.
@@ -27,7 +26,7 @@ test: install
 		JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0; \
 	for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend"; \
-		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=15 || failed="$$failed $$backend"; \
+		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15 || failed="$$failed $$backend"; \
 	done; \
 	rm -rf $$jax_cache; \
 	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi

@@ -50,17 +50,6 @@ def _one_torch_thread() -> None:
 _one_torch_thread()
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """Groups the tests for pytest-xdist's `--dist loadgroup`: a module's
-    tests run on one worker, so its fixtures are built once, unless the module
-    names a larger group (the modules sharing the trained reverser do, so
-    that no worker waits for another to train it)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-
-
 @pytest.fixture(scope="session")
 def session_tmp_path(tmp_path_factory, worker_id):
     """A folder of this test session that all pytest-xdist workers share."""

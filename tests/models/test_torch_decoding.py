@@ -11,11 +11,7 @@ from keras_transformer.data import END_TOKEN_ID, START_TOKEN_ID, make_reverse_ta
 from keras_transformer.models.generation import TorchTracedStep
 from tests.helpers import BACKEND
 
-pytestmark = [
-    pytest.mark.skipif(BACKEND != "torch", reason="torch's decoding step"),
-    # With the other modules that use the trained reverser, on one test worker.
-    pytest.mark.xdist_group("trained_reverser"),
-]
+pytestmark = pytest.mark.skipif(BACKEND != "torch", reason="torch's decoding step")
 
 MAX_LENGTH = 24
 

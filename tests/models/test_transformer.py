@@ -11,9 +11,6 @@ from keras_transformer import Transformer
 from keras_transformer.data import END_TOKEN_ID, START_TOKEN_ID, make_reverse_task
 from tests.helpers import mask_of, to_numpy
 
-# With the other modules that use the trained reverser, on one test worker.
-pytestmark = pytest.mark.xdist_group("trained_reverser")
-
 SMALL = {"num_layers": 2, "d_model": 16, "num_heads": 2, "ff_dim": 32}
 SOURCE = np.array([[5, 6, 7, 8, 0, 0], [3, 4, 5, 6, 7, 9]], "int32")
 TARGET = np.array([[1, 9, 8, 0, 0], [1, 4, 3, 6, 2]], "int32")
