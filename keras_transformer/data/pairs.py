@@ -28,8 +28,12 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
     """
     pairs = list(iter_pairs(path))
     if not pairs:
-        raise PairsFileError(f"{path}: no sentence pairs (expected source<TAB>target lines)")
+        raise _no_pairs(path)
     return pairs
+
+
+def _no_pairs(path) -> PairsFileError:
+    return PairsFileError(f"{path}: no sentence pairs (expected source<TAB>target lines)")
 
 
 def iter_pairs(path: str | os.PathLike) -> Iterator[Pair]:
@@ -115,8 +119,9 @@ def split_pairs_file(
 ) -> dict[str, "PairsFile"]:
     """Splits the pairs of a `source<TAB>target` file into train, validation
     and test files in `directory` (`train.tsv`, ...) without holding its text
-    in memory: the file is read twice, line by line, and what is kept between
-    the readings is 8 bytes per pair (a 64-bit hash) and 1 byte (its split).
+    in memory: the file is read twice, line by line. The first reading keeps
+    a 64-bit hash of each pair (8 bytes, and about 24 more while the repeats
+    are found); the second keeps 1 byte per pair, its split.
 
     As in `split_pairs`, a pair that occurs more than once is kept once, and
     the distinct pairs are shuffled with `seed` into splits of
@@ -130,16 +135,9 @@ def split_pairs_file(
         (_pair_hash(pair) for pair in iter_pairs(path)), dtype=np.uint64
     )  # (pairs,)
     if not len(hashes):
-        raise PairsFileError(f"{path}: no sentence pairs (expected source<TAB>target lines)")
-    _, first = np.unique(hashes, return_index=True)  # first occurrence of each distinct pair
-    split_of_pair = np.full(len(hashes), -1, np.int8)  # (pairs,), -1: a repeat, dropped
+        raise _no_pairs(path)
+    split_of_pair, sizes = _assign_splits(hashes, validation, test, seed)
     del hashes
-    sizes = _split_sizes(len(first), validation, test)
-    order = np.random.default_rng(seed).permutation(len(first))
-    begin = 0
-    for split, size in enumerate(sizes.values()):
-        split_of_pair[first[order[begin : begin + size]]] = split
-        begin += size
     os.makedirs(directory, exist_ok=True)
     paths = [os.path.join(directory, f"{name}.tsv") for name in sizes]
     with contextlib.ExitStack() as stack:
@@ -179,6 +177,20 @@ class PairsFile(Sequence):
         if not -self.count <= index < self.count:
             raise IndexError(f"pair {index} of {self.count}")
         return next(itertools.islice(self, index % self.count, None))
+
+
+def _assign_splits(hashes: np.ndarray, validation: float, test: float, seed: int):
+    """The split of each pair as an index into the sizes' order (-1 for a
+    repeat of an earlier pair, dropped), and the sizes of the splits."""
+    _, first = np.unique(hashes, return_index=True)  # first occurrence of each distinct pair
+    sizes = _split_sizes(len(first), validation, test)
+    order = np.random.default_rng(seed).permutation(len(first))
+    split_of_pair = np.full(len(hashes), -1, np.int8)  # (pairs,)
+    begin = 0
+    for split, size in enumerate(sizes.values()):
+        split_of_pair[first[order[begin : begin + size]]] = split
+        begin += size
+    return split_of_pair, sizes
 
 
 def _pair_hash(pair: Pair) -> int:
