@@ -92,12 +92,14 @@ class TokenCorpus:
         os.makedirs(directory, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):  # invalid until rewritten
             os.remove(os.path.join(directory, _MANIFEST))
-        lengths, skipped = [], 0
+        # One (kept pairs, 2) int32 array of lengths per chunk.
+        chunk_lengths, skipped = [np.zeros((0, 2), "int32")], 0
         paths = [os.path.join(directory, name) for name in _FILES[:2]]
         with open(paths[0], "wb") as sources, open(paths[1], "wb") as targets:
             for chunk in _chunks(pairs, _CHUNK_PAIRS):
                 source_rows = tokenize(source_tokenizer, [s for s, _ in chunk])
                 target_rows = tokenize(target_tokenizer, [t for _, t in chunk])
+                lengths = []
                 for source, target in zip(source_rows, target_rows, strict=True):
                     if len(source) > max_length or len(target) + 1 > max_length:
                         skipped += 1
@@ -105,9 +107,11 @@ class TokenCorpus:
                     sources.write(np.asarray(source, "int32").tobytes())
                     targets.write(np.asarray(target, "int32").tobytes())
                     lengths.append((len(source), len(target)))
-        if not lengths:
+                chunk_lengths.append(np.array(lengths, "int32").reshape(-1, 2))
+        lengths = np.concatenate(chunk_lengths)  # (kept pairs, 2)
+        if not len(lengths):
             raise ValueError(f"No pair fits in `max_length`={max_length} tokens.")
-        np.save(os.path.join(directory, "lengths.npy"), np.array(lengths, "int32"))
+        np.save(os.path.join(directory, "lengths.npy"), lengths)
         manifest = {
             "fingerprint": fingerprint,
             "skipped": skipped,

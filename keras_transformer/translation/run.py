@@ -36,9 +36,10 @@ METRICS_FILE = "metrics.json"
 TRANSLATIONS_FILE = "test_translations.tsv"
 STATE_DIRECTORY = "training_state"
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
-# The tokenizers of a larger corpus are fitted to this many of its training
-# pairs, spread evenly, so that their memory does not grow with the corpus.
-TOKENIZER_PAIRS = 200_000
+# The tokenizers of a larger corpus are fitted to about this many characters
+# of its training pairs, spread evenly: SentencePiece's training takes some
+# 20 bytes per character, so its memory stays near 200 MiB for any corpus.
+TOKENIZER_CHARACTERS = 10_000_000
 
 
 @dataclasses.dataclass
@@ -118,10 +119,12 @@ class TrainingOptions:
         return self
 
 
-def tokenizer_sample(pairs: Sequence[Pair], limit: int = TOKENIZER_PAIRS) -> list[Pair]:
-    """The pairs the tokenizers are fitted to: all of them, or `limit` or
-    fewer spread evenly over a larger corpus, read in one pass."""
-    step = -(-len(pairs) // limit)  # ceil
+def tokenizer_sample(pairs: Sequence[Pair], characters: int = TOKENIZER_CHARACTERS) -> list[Pair]:
+    """The pairs the tokenizers are fitted to: all of them, or every n-th
+    pair of a corpus of more than `characters` characters (both sides), n
+    chosen so that the sample holds about that many. Reads `pairs` twice."""
+    total = sum(len(source) + len(target) for source, target in pairs)
+    step = max(1, -(-total // characters))  # ceil
     return [pair for index, pair in enumerate(pairs) if index % step == 0]
 
 

@@ -57,8 +57,8 @@ def test_bad_options_name_themselves(change, message):
 
 
 def test_tokenizers_see_all_of_a_small_corpus_and_an_even_sample_of_a_large_one():
-    pairs = [(f"s{i}", f"t{i}") for i in range(1000)]
-    assert tokenizer_sample(pairs, limit=1000) == pairs
-    sample = tokenizer_sample(pairs, limit=300)
+    pairs = [("s", f"t{i:03}") for i in range(1000)]  # 5 characters a pair
+    assert tokenizer_sample(pairs, characters=5000) == pairs
+    sample = tokenizer_sample(pairs, characters=1500)
     assert sample == pairs[::4] and len(sample) == 250
-    assert tokenizer_sample(pairs[:7], limit=3) == [pairs[0], pairs[3], pairs[6]]
+    assert tokenizer_sample(pairs[:7], characters=15) == [pairs[0], pairs[3], pairs[6]]
