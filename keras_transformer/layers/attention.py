@@ -60,13 +60,14 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             a `cache`: the scores of a decoded sequence come from one call
             on the whole of it.
         training: bool. Whether dropout is active.
-        cache: optional key/value cache `(batch, 2, max_len, num_heads,
-            key_dim)` for incremental decoding. With `cache_index`, the keys
-            and values of `inputs` (or `context`) are written at that index
-            and the queries attend the whole cache (with `use_causal_mask`,
-            only the positions up to their own). Without `cache_index`, the
-            cache holds precomputed keys and values, from
-            `compute_key_value_cache(context)`.
+        cache: optional key/value cache `(batch, 2, num_heads, max_len,
+            key_dim)` for incremental decoding, heads before positions so
+            that each head's keys and values lie together, as the attention
+            reads them. With `cache_index`, the keys and values of `inputs`
+            (or `context`) are written at that index and the queries attend
+            the whole cache (with `use_causal_mask`, only the positions up to
+            their own). Without `cache_index`, the cache holds precomputed
+            keys and values, from `compute_key_value_cache(context)`.
         cache_index: int or scalar int tensor. Position of the first query
             (and of the first cache entry written).
         mask, inputs_mask: boolean `(batch, query_len)`, True at the real
@@ -162,41 +163,46 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         context_mask=None,
     ):
         _check_cache_arguments(return_attention_scores, cache, cache_index)
-        key_padding = _key_padding(context, cache, mask, inputs_mask, context_mask)
+        keys_source = inputs if context is None else context
         query = self._split_heads(self.query_dense(inputs))  # (batch, query_len, heads, dim)
-        key, value, cache = self._keys_and_values(
-            inputs if context is None else context, cache, cache_index
-        )  # key, value: (batch, key_len, heads, dim)
+        if cache is not None:
+            return self._attend_cache(
+                query, keys_source, cache, cache_index, attention_mask, use_causal_mask, training
+            )
+        key = self._split_heads(self.key_dense(keys_source))  # (batch, key_len, heads, dim)
+        value = self._split_heads(self.value_dense(keys_source))  # (batch, key_len, heads, dim)
+        key_padding = _key_padding(context, mask, inputs_mask, context_mask)
         attention_mask = self._attention_mask(
-            query, key, key_padding, attention_mask, use_causal_mask, cache_index
+            query, ops.shape(key)[1], key_padding, attention_mask, use_causal_mask, None
         )
         attended, scores = self._attend(
             query, key, value, attention_mask, return_attention_scores, training
         )  # attended: (batch, query_len, heads, dim)
-        outputs = self.output_dense(self._merge_heads(attended))  # (batch, query_len, d_model)
-        if cache is not None:
-            return outputs, cache
+        outputs = self._merge_and_project(attended)
         return (outputs, scores) if return_attention_scores else outputs
 
-    def _keys_and_values(self, keys_source, cache, cache_index):
-        """Keys and values to attend, and the updated cache.
+    def _merge_and_project(self, attended):
+        return self.output_dense(self._merge_heads(attended))  # (batch, query_len, d_model)
 
-        Without a cache they are projected from `keys_source`. With a cache and
-        a `cache_index`, the projections of `keys_source` are written into the
-        cache at that index and the whole cache is attended. With a cache and
-        no index, the cache holds precomputed keys and values (those of an
-        encoder's outputs, say) and `keys_source` is not used.
-        """
-        if cache is not None and cache_index is None:
-            return cache[:, 0], cache[:, 1], cache
-        key = self._split_heads(self.key_dense(keys_source))  # (batch, new_len, heads, dim)
-        value = self._split_heads(self.value_dense(keys_source))  # (batch, new_len, heads, dim)
-        if cache is None:
-            return key, value, None
-        update = ops.cast(ops.stack([key, value], axis=1), cache.dtype)  # (batch, 2, new_len, ...)
-        start = [0, 0, cache_index, 0, 0]
-        cache = ops.slice_update(cache, start, update)  # (batch, 2, max_len, heads, dim)
-        return cache[:, 0], cache[:, 1], cache
+    def _attend_cache(
+        self, query, keys_source, cache, cache_index, attention_mask, use_causal_mask, training
+    ):
+        """The incremental call: `(outputs, cache)`. With `cache_index`, the
+        keys and values of `keys_source` are first written into the cache
+        from that index on; without, the cache holds precomputed keys and
+        values (of an encoder's outputs, say) and `keys_source` is not used."""
+        if cache_index is not None:
+            update = self.compute_key_value_cache(keys_source)  # (batch, 2, heads, new_len, dim)
+            start = [0, 0, 0, cache_index, 0]
+            cache = ops.slice_update(cache, start, ops.cast(update, cache.dtype))
+        attention_mask = self._attention_mask(
+            query, ops.shape(cache)[3], None, attention_mask, use_causal_mask, cache_index
+        )
+        # Views in the layout the attention takes; XLA folds the transposes
+        # into its dots, torch's attention transposes them back.
+        key, value = (ops.transpose(cache[:, i], (0, 2, 1, 3)) for i in (0, 1))
+        attended, _ = self._attend(query, key, value, attention_mask, False, training)
+        return self._merge_and_project(attended), cache  # (batch, query_len, d_model)
 
     def _attend(self, query, key, value, mask, return_attention_scores, training):
         """The heads' attended values and, when they are materialised (for
@@ -210,20 +216,21 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def compute_key_value_cache(self, context):
         """Projects `context` `(batch, key_len, d_context)` to the keys and
-        values `(batch, 2, key_len, heads, key_dim)` that `call(...,
+        values `(batch, 2, heads, key_len, key_dim)` that `call(...,
         cache=...)` attends without recomputing them: the cross-attention
         cache of decoding, computed once per source sentence."""
         key = self._split_heads(self.key_dense(context))  # (batch, key_len, heads, dim)
         value = self._split_heads(self.value_dense(context))  # (batch, key_len, heads, dim)
-        return ops.stack([key, value], axis=1)  # (batch, 2, key_len, heads, dim)
+        stacked = ops.stack([key, value], axis=1)  # (batch, 2, key_len, heads, dim)
+        return ops.transpose(stacked, (0, 1, 3, 2, 4))  # (batch, 2, heads, key_len, dim)
 
     def _attention_mask(
-        self, query, key, key_padding, attention_mask, use_causal_mask, start_index
+        self, query, key_length, key_padding, attention_mask, use_causal_mask, start_index
     ):
         """Merges the key padding, explicit and causal masks, for all heads."""
         look_ahead = None
         if use_causal_mask:
-            query_length, key_length = ops.shape(query)[1], ops.shape(key)[1]
+            query_length = ops.shape(query)[1]
             start_index = 0 if start_index is None else start_index
             look_ahead = causal_mask(query_length, key_length, start_index)
         mask = merge_masks(padding_to_attention_mask(key_padding), attention_mask, look_ahead)
@@ -243,9 +250,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
         probabilities = ops.cast(ops.softmax(scores, axis=-1), value.dtype)
         dropped = self.probability_dropout(probabilities, training=training)
-        attended = ops.einsum(
-            "bhqk,bkhd->bqhd", dropped, value
-        )  # (batch, query_len, heads, head_dim)
+        attended = ops.einsum("bhqk,bkhd->bqhd", dropped, value)  # (batch, query_len, heads, dim)
         return attended, probabilities
 
     def _split_heads(self, x):
@@ -297,11 +302,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         return config
 
 
-def _key_padding(context, cache, mask, inputs_mask, context_mask):
+def _key_padding(context, mask, inputs_mask, context_mask):
     """The padding of the attended keys, `(batch, key_len)` or None: that of
-    `context`, or of `inputs` in self-attention. A cache's keys have none."""
-    if cache is not None:
-        return None
+    `context`, or of `inputs` in self-attention. (A cache's keys have none.)"""
     if context is not None:
         return context_mask
     return merge_masks(mask, inputs_mask)

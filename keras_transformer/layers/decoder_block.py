@@ -49,7 +49,7 @@ class DecoderBlock(TransformerBlock):
         use_causal_mask: bool. Forbid attending to later target positions.
             Defaults to `True`.
         training: bool. Whether dropout is active.
-        self_attention_cache: optional `(batch, 2, max_len, num_heads,
+        self_attention_cache: optional `(batch, 2, num_heads, max_len,
             key_dim)` keys and values of the target positions decoded so
             far: the incremental call, which returns `(outputs, cache)`.
         cache_index: int or scalar int tensor. Position of `inputs` in the

@@ -60,12 +60,12 @@ class Generator:
         encoder_outputs = model.encode(encoder_inputs)  # (batch, source_len, d_model)
         cross = tuple(
             block.compute_cross_attention_cache(encoder_outputs) for block in model.decoder_blocks
-        )  # each (batch, 2, source_len, heads, dim)
-        batch, _, _, heads, dim = ops.shape(cross[0])
+        )  # each (batch, 2, heads, source_len, dim)
+        batch, _, heads, _, dim = ops.shape(cross[0])
         self_caches = tuple(
-            ops.zeros((batch, 2, max_length, heads, dim), dtype=model.compute_dtype)
+            ops.zeros((batch, 2, heads, max_length, dim), dtype=model.compute_dtype)
             for _ in model.decoder_blocks
-        )  # each (batch, 2, max_len, heads, dim)
+        )  # each (batch, 2, heads, max_len, dim)
         source_mask = ops.expand_dims(ops.not_equal(encoder_inputs, 0), 1)  # (batch, 1, src)
         return {"self": self_caches, "cross": cross, "source_mask": source_mask}
 
@@ -180,7 +180,7 @@ class TorchTracedStep:
     def _agrees(traced, step, weights, inputs) -> bool:
         """Whether the trace computes what the step does at another position."""
         token, position, self_caches, *rest = inputs
-        max_length = self_caches[0].shape[2]
+        max_length = self_caches[0].shape[3]
         other = (token, (position + 1) % max_length, self_caches, *rest)
         expected, actual = step(weights, *other), traced(weights, *other)
         return all(

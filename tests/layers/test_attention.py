@@ -203,8 +203,8 @@ CALLS = {
     "scores": ({}, {"return_attention_scores": True}),
     "cross": ({"context": (BATCH, 7, 12)}, {}),
     "cross scores": ({"context": (BATCH, 7, 12)}, {"return_attention_scores": True}),
-    "cache": ({"cache": (BATCH, 2, LENGTH, HEADS, WIDTH // HEADS)}, {"cache_index": 2}),
-    "precomputed cache": ({"cache": (BATCH, 2, 7, HEADS, WIDTH // HEADS)}, {}),
+    "cache": ({"cache": (BATCH, 2, HEADS, LENGTH, WIDTH // HEADS)}, {"cache_index": 2}),
+    "precomputed cache": ({"cache": (BATCH, 2, HEADS, 7, WIDTH // HEADS)}, {}),
 }
 
 
@@ -222,8 +222,33 @@ def test_functional_call_returns_what_the_eager_call_returns(sequence, rng, call
 
 def test_cache_and_scores_are_separate_calls(sequence):
     layer = MultiHeadSelfAttention(HEADS)
-    cache = np.zeros((BATCH, 2, LENGTH, HEADS, WIDTH // HEADS), "float32")
+    cache = np.zeros((BATCH, 2, HEADS, LENGTH, WIDTH // HEADS), "float32")
     with pytest.raises(ValueError, match="return_attention_scores"):
         layer(sequence[:, :1], cache=cache, cache_index=0, return_attention_scores=True)
     with pytest.raises(ValueError, match="cache_index"):
         layer(sequence, cache_index=0)
+
+
+def test_incremental_calls_equal_the_causal_call(sequence):
+    layer = MultiHeadSelfAttention(HEADS)
+    full = to_numpy(layer(sequence, use_causal_mask=True))
+    cache = np.zeros((BATCH, 2, HEADS, LENGTH, WIDTH // HEADS), "float32")
+    for index in range(LENGTH):
+        step = sequence[:, index : index + 1]
+        outputs, cache = layer(step, cache=cache, cache_index=index, use_causal_mask=True)
+        np.testing.assert_allclose(to_numpy(outputs), full[:, index : index + 1], atol=1e-5)
+    # The cache holds every position's keys and values, heads first.
+    np.testing.assert_allclose(
+        to_numpy(cache), to_numpy(layer.compute_key_value_cache(sequence)), atol=1e-6
+    )
+
+
+def test_a_precomputed_cache_equals_attending_the_context(sequence, rng):
+    context = rng.normal(size=(BATCH, 7, 12)).astype("float32")
+    layer = MultiHeadSelfAttention(HEADS)
+    expected = to_numpy(layer(sequence, context))
+    cache = layer.compute_key_value_cache(context)
+    assert tuple(cache.shape) == (BATCH, 2, HEADS, 7, WIDTH // HEADS)
+    outputs, returned = layer(sequence, cache=cache)
+    np.testing.assert_allclose(to_numpy(outputs), expected, atol=1e-5)
+    np.testing.assert_array_equal(to_numpy(returned), to_numpy(cache))

@@ -162,7 +162,7 @@ def test_incremental_calls_return_outputs_and_cache_and_equal_the_full_call(targ
     block = DecoderBlock(num_heads=2, ff_dim=16)
     full = to_numpy(block(target, source))
     cross_cache = block.compute_cross_attention_cache(source)
-    cache = np.zeros((2, 2, 4, 2, 4), "float32")
+    cache = np.zeros((2, 2, 2, 4, 4), "float32")
     for index in range(4):
         outputs, cache = block(
             target[:, index : index + 1],
@@ -170,13 +170,13 @@ def test_incremental_calls_return_outputs_and_cache_and_equal_the_full_call(targ
             cache_index=index,
             cross_attention_cache=cross_cache,
         )
-        assert tuple(cache.shape) == (2, 2, 4, 2, 4)
+        assert tuple(cache.shape) == (2, 2, 2, 4, 4)
         np.testing.assert_allclose(to_numpy(outputs), full[:, index : index + 1], atol=1e-5)
 
 
 def test_scores_come_from_the_call_without_caches(target, source):
     block = DecoderBlock(num_heads=2, ff_dim=16)
-    cache = np.zeros((2, 2, 4, 2, 4), "float32")
+    cache = np.zeros((2, 2, 2, 4, 4), "float32")
     with pytest.raises(ValueError, match="return_attention_scores"):
         block(
             target[:, :1],
@@ -189,7 +189,7 @@ def test_scores_come_from_the_call_without_caches(target, source):
         block(target[:, :1], source, self_attention_cache=cache)
 
 
-SELF_CACHE = {"self_attention_cache": (2, 2, 4, 2, 4)}
+SELF_CACHE = {"self_attention_cache": (2, 2, 2, 4, 4)}
 CALLS = {  # (encoder outputs, tensor keyword arguments' shapes, other keyword arguments)
     "plain": (True, {}, {}),
     "scores": (True, {}, {"return_attention_scores": True}),
@@ -198,7 +198,7 @@ CALLS = {  # (encoder outputs, tensor keyword arguments' shapes, other keyword a
     "decoder-only cache": (False, SELF_CACHE, {"cache_index": 1}),
     "both caches": (
         False,
-        {**SELF_CACHE, "cross_attention_cache": (2, 2, 6, 2, 4)},
+        {**SELF_CACHE, "cross_attention_cache": (2, 2, 2, 6, 4)},
         {"cache_index": 1},
     ),
 }

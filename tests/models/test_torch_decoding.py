@@ -83,7 +83,7 @@ def test_a_step_tracing_cannot_follow_runs_eagerly(untrained):
 
     traced = TorchTracedStep(step, untrained)
     traced.EAGER_STEPS = 0
-    token, cache = np.ones((2, 1), "int32"), np.zeros((2, 2, 8, 1, 1), "float32")
+    token, cache = np.ones((2, 1), "int32"), np.zeros((2, 2, 1, 8, 1), "float32")
     with pytest.warns(UserWarning, match="eagerly"):
         traced(token, 3, (cache,), (cache,), token)
     for position in (3, 5):
