@@ -304,7 +304,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
 def _key_padding(context, mask, inputs_mask, context_mask):
     """The padding of the attended keys, `(batch, key_len)` or None: that of
-    `context`, or of `inputs` in self-attention. (A cache's keys have none.)"""
+    `context`, or of `inputs` in self-attention."""
     if context is not None:
         return context_mask
     return merge_masks(mask, inputs_mask)
