@@ -201,7 +201,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         # Views in the layout the attention takes; XLA folds the transposes
         # into its dots, torch's attention transposes them back.
         key, value = (ops.transpose(cache[:, i], (0, 2, 1, 3)) for i in (0, 1))
-        attended, _ = self._attend(query, key, value, attention_mask, False, training)
+        attended, _ = self._attend(
+            query, key, value, attention_mask, return_attention_scores=False, training=training
+        )
         return self._merge_and_project(attended), cache  # (batch, query_len, d_model)
 
     def _attend(self, query, key, value, mask, return_attention_scores, training):

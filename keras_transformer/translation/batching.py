@@ -99,15 +99,15 @@ class TokenCorpus:
             for chunk in _chunks(pairs, _CHUNK_PAIRS):
                 source_rows = tokenize(source_tokenizer, [s for s, _ in chunk])
                 target_rows = tokenize(target_tokenizer, [t for _, t in chunk])
-                lengths = []
+                kept = []  # (source length, target length) of the chunk's kept pairs
                 for source, target in zip(source_rows, target_rows, strict=True):
                     if len(source) > max_length or len(target) + 1 > max_length:
                         skipped += 1
                         continue
                     sources.write(np.asarray(source, "int32").tobytes())
                     targets.write(np.asarray(target, "int32").tobytes())
-                    lengths.append((len(source), len(target)))
-                chunk_lengths.append(np.array(lengths, "int32").reshape(-1, 2))
+                    kept.append((len(source), len(target)))
+                chunk_lengths.append(np.array(kept, "int32").reshape(-1, 2))
         lengths = np.concatenate(chunk_lengths)  # (kept pairs, 2)
         if not len(lengths):
             raise ValueError(f"No pair fits in `max_length`={max_length} tokens.")

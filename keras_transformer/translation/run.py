@@ -37,8 +37,9 @@ TRANSLATIONS_FILE = "test_translations.tsv"
 STATE_DIRECTORY = "training_state"
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # The tokenizers of a larger corpus are fitted to about this many characters
-# of its training pairs, spread evenly: SentencePiece's training takes some
-# 20 bytes per character, so its memory stays near 200 MiB for any corpus.
+# of its training pairs, spread evenly: SentencePiece's training took about
+# 21 bytes per character on the spelled_digits task (docs/tasks.md), so some
+# 200 MiB here, whatever the size of the corpus.
 TOKENIZER_CHARACTERS = 10_000_000
 
 
