@@ -22,6 +22,7 @@ import keras
 
 from keras_transformer.data.pairs import PairsFileError, as_field
 from keras_transformer.training.distribution import DISTRIBUTE_MODES, TrainingDevices
+from keras_transformer.training.time_budget import parse_duration
 from keras_transformer.translation.run import MODEL_FILE, RunDirectoryError, TrainingOptions
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--" + field.name.replace("_", "-"),
             **_option_kind(field),
             default=field.default,
-            help=_OPTION_HELP.get(field.name, "") + f" (default: {field.default})",
+            help=_option_help(field),
         )
     train.set_defaults(run=_train)
 
@@ -118,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _OPTION_HELP = {
-    "epochs": "most epochs to train",
+    "epochs": "most epochs to train (default: 5, or no limit with --time-budget)",
+    "time_budget": "stop training after this long (seconds, or such as 90s, 10m, 1.5h); "
+    "the learning rate reaches zero there",
     "patience": "stop after this many epochs without a lower validation loss",
     "batch_tokens": "tokens per batch, pairs grouped by length",
     "accumulate_steps": "batches whose gradients make one update",
@@ -132,13 +135,27 @@ _OPTION_HELP = {
 }
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+# The options that may be left unset (None), by the type of a given value.
+_OPTIONAL_TYPES = {"epochs": int, "time_budget": _duration, "vocabulary_size": int}
+
+
 def _option_kind(field) -> dict:
     """argparse's `type` (or `action`) for a `TrainingOptions` field."""
     if field.type is bool:
         return {"action": argparse.BooleanOptionalAction}
-    if field.name == "vocabulary_size":
-        return {"type": int}
-    return {"type": field.type}
+    return {"type": _OPTIONAL_TYPES.get(field.name, field.type)}
+
+
+def _option_help(field) -> str:
+    help_text = _OPTION_HELP.get(field.name, "")
+    return help_text if "(default:" in help_text else f"{help_text} (default: {field.default})"
 
 
 def _run_with_backend(backend: str, argv: list[str]) -> int:

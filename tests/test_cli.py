@@ -1,5 +1,6 @@
 """The `keras-transformer` command, end to end on tiny data."""
 
+import csv
 import json
 import os
 import subprocess
@@ -16,12 +17,13 @@ from tests.helpers import BACKEND
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A run trained in this process on a small pairs file."""
+    """A run trained in this process on a small pairs file, with a time
+    budget longer than its epochs."""
     root = tmp_path_factory.mktemp("cli")
     data = write_pairs(root / "pairs.tsv", number_pairs(count=300, max_number=1000, seed=5))
     out = str(root / "run")
     args = ["train", "--data", data, "--out", out, "--no-pictures", "--shared-vocabulary"]
-    assert main([*args, *TINY]) == 0
+    assert main([*args, "--time-budget", "1h", *TINY]) == 0
     return data, out
 
 
@@ -35,6 +37,19 @@ def test_train_writes_model_and_metrics(trained_run):
     assert metrics["backend"] == BACKEND and metrics["sentences"] == 30
     assert 0 <= metrics["exact_match"] <= 1 and 0 <= metrics["chrf"] <= 100
     assert not os.path.exists(os.path.join(out, "training_state", "backup"))
+
+
+def test_a_time_budget_longer_than_the_epochs_keeps_them_and_records_the_time(trained_run):
+    _, out = trained_run
+    state = os.path.join(out, "training_state")
+    with open(os.path.join(state, "budget.json"), encoding="utf-8") as file:
+        plan = json.load(file)
+    with open(os.path.join(state, "history.csv"), encoding="utf-8") as file:
+        history = list(csv.DictReader(file))
+    assert len(history) == 2  # --epochs 2 stays the maximum
+    assert plan["seconds"] == 3600 and plan["step_seconds"] > 0
+    seconds = [float(row["training_seconds"]) for row in history]
+    assert 0 < seconds[0] < seconds[1] < 3600
 
 
 def test_a_shared_vocabulary_shares_the_embeddings(trained_run):
@@ -224,3 +239,11 @@ def test_backend_flag_reruns_the_command_under_that_backend(monkeypatch):
         "args": [sys.executable, "-m", "keras_transformer", *args],
         "backend": other,
     }
+
+
+def test_a_bad_time_budget_is_refused_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path / "run"), "--time-budget", "ten minutes"])
+    assert exit_info.value.code == 2
+    assert "--time-budget: A duration must be a number of seconds" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "run")

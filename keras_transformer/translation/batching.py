@@ -6,6 +6,7 @@ index of lengths. `TokenBatches` reads them back batch by batch, so training
 holds the index and one batch in memory, never the corpus.
 """
 
+import collections
 import contextlib
 import hashlib
 import itertools
@@ -296,6 +297,19 @@ class TokenBatches(keras.utils.PyDataset):
             labels[row, len(target)] = END_ID
         inputs = {"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs}
         return inputs, labels
+
+    def shapes(self) -> collections.Counter:
+        """Batches of each `(source_len, target_len)` shape in this epoch."""
+        return collections.Counter(
+            (source_len, target_len) for _, source_len, target_len in self._batches
+        )
+
+    def most_common_batch(self):
+        """`(inputs, labels)` of a batch of the most common shape."""
+        shape = self.shapes().most_common(1)[0][0]
+        return self[
+            next(i for i, (_, *lengths) in enumerate(self._batches) if tuple(lengths) == shape)
+        ]
 
     def padding_share(self) -> float:
         """Fraction of the positions of an epoch's batches that are padding."""

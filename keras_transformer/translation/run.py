@@ -19,6 +19,12 @@ from keras_transformer.saving import save_atomically, write_text_atomically
 from keras_transformer.training import MaskedAccuracy, MaskedCrossEntropy, paper_optimizer
 from keras_transformer.training.checkpoints import EpochCheckpoints, average_weights
 from keras_transformer.training.distribution import TrainingDevices
+from keras_transformer.training.time_budget import (
+    BudgetPlan,
+    TimeBudget,
+    parse_duration,
+    time_training_step,
+)
 from keras_transformer.translation import plots
 from keras_transformer.translation.batching import EpochShuffle, TokenBatches, TokenCorpus
 from keras_transformer.translation.evaluation import evaluate_translator
@@ -41,6 +47,10 @@ DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # 21 bytes per character on the spelled_digits task (docs/tasks.md), so some
 # 200 MiB here, whatever the size of the corpus.
 TOKENIZER_CHARACTERS = 10_000_000
+# Epochs without a time budget when `epochs` is not given; with one, the
+# budget decides, within this many.
+DEFAULT_EPOCHS = 5
+BUDGET_EPOCHS = 10_000
 
 
 @dataclasses.dataclass
@@ -49,20 +59,27 @@ class TrainingOptions:
     chosen on a suite of different tasks (`benchmarks/tasks.py`,
     docs/tasks.md), not on one.
 
-    `epochs` is a maximum: training stops earlier after `patience` epochs
-    without a lower validation loss, and the best epoch's weights are kept
-    (or, with `average_checkpoints` > 1, the mean of the last that many
-    epochs' weights). Batches hold about `batch_tokens` tokens of pairs of
-    similar lengths; `accumulate_steps` > 1 averages the gradients of that
-    many batches per update. The learning rate follows the paper's warmup
-    and inverse-square-root schedule, times a linear decay that reaches zero
-    after `epochs` epochs unless `decay_to_zero` is False. `vocabulary_size`
-    None sizes the vocabulary
-    from the data; `shared_vocabulary` trains one vocabulary for both sides
-    and shares the embeddings and the output projection, as the paper does.
+    `epochs` is a maximum (None: 5, or no limit with a `time_budget`):
+    training stops earlier after `patience` epochs without a lower
+    validation loss, and the best epoch's weights are kept (or, with
+    `average_checkpoints` > 1, the mean of the last that many epochs'
+    weights). With `time_budget` (seconds, or a string such as `"10m"`),
+    training also stops when that much time has been spent training, and
+    the learning rate decays to zero there instead of at the last epoch: how
+    many batches fit is estimated from timed steps before training.
+
+    Batches hold about `batch_tokens` tokens of pairs of similar lengths;
+    `accumulate_steps` > 1 averages the gradients of that many batches per
+    update. The learning rate follows the paper's warmup and
+    inverse-square-root schedule, times a linear decay that reaches zero at
+    the end of training unless `decay_to_zero` is False. `vocabulary_size`
+    None sizes the vocabulary from the data; `shared_vocabulary` trains one
+    vocabulary for both sides and shares the embeddings and the output
+    projection, as the paper does.
     """
 
-    epochs: int = 5
+    epochs: int | None = None
+    time_budget: float | str | None = None
     patience: int = 3
     batch_tokens: int = 1024
     accumulate_steps: int = 1
@@ -86,8 +103,11 @@ class TrainingOptions:
 
     def check(self) -> "TrainingOptions":
         """Raises `ValueError` naming the first option out of range."""
+        if self.epochs is not None:
+            check_positive_int("epochs", self.epochs)
+        if self.time_budget is not None:
+            self.time_budget = parse_duration(self.time_budget)
         for name in (
-            "epochs",
             "patience",
             "batch_tokens",
             "accumulate_steps",
@@ -118,6 +138,13 @@ class TrainingOptions:
                 f"Received: learning_rate_scale={self.learning_rate_scale}"
             )
         return self
+
+    @property
+    def max_epochs(self) -> int:
+        """`epochs`, or its default with or without a time budget."""
+        if self.epochs is not None:
+            return self.epochs
+        return DEFAULT_EPOCHS if self.time_budget is None else BUDGET_EPOCHS
 
 
 def tokenizer_sample(pairs: Sequence[Pair], characters: int = TOKENIZER_CHARACTERS) -> list[Pair]:
@@ -175,20 +202,37 @@ def train_translator(
     if devices is not None:
         log(f"Training on {len(devices.devices)} devices ({devices.mode} parallel)")
     with _scope(devices):
+        started = time.monotonic()
         transformer = build_transformer(
             options, source_tokenizer, target_tokenizer, steps_per_epoch=train.num_batches
         )
+        callbacks = [EpochShuffle(train)]
+        if options.time_budget is not None:
+            plan = state.budget_plan(lambda: _plan_budget(transformer, train, validation, options))
+            log(plan.describe(train.num_batches))
+            compile_transformer(
+                transformer, options, total_steps=-(-plan.total_batches // options.accumulate_steps)
+            )
+            callbacks.append(
+                TimeBudget(
+                    options.time_budget,
+                    plan.total_batches,
+                    train.num_batches,
+                    started=started,
+                    spent=state.history().get("training_seconds", [0.0])[-1],
+                    log=log,
+                )
+            )
         checkpoints = state.checkpoints()
-        started = time.time()
         transformer.fit(
             train.fit_input(),
-            epochs=options.epochs,
+            epochs=options.max_epochs,
             validation_data=validation.fit_input(),
-            callbacks=[EpochShuffle(train), *state.callbacks(checkpoints)],
+            callbacks=[*callbacks, *state.callbacks(checkpoints)],
             shuffle=False,  # the batches shuffle themselves, by length bucket
             verbose=verbose,
         )
-        training_seconds = time.time() - started
+        training_seconds = time.monotonic() - started
         _final_weights(transformer, checkpoints, options.average_checkpoints)
     translator = Translator(
         transformer,
@@ -227,13 +271,17 @@ def _check_splits(splits) -> None:
 
 
 def build_transformer(
-    options: TrainingOptions, source_tokenizer, target_tokenizer, steps_per_epoch: int
+    options: TrainingOptions,
+    source_tokenizer,
+    target_tokenizer,
+    steps_per_epoch: int,
+    total_steps: int | None = None,
 ):
     """The compiled `Transformer` that `train_translator` trains for
-    `options`, sized to the tokenizers' vocabularies; `steps_per_epoch`
-    (batches) times `options.epochs` is where the learning rate reaches zero
-    with `options.decay_to_zero`."""
-    total_steps = options.epochs * steps_per_epoch if options.decay_to_zero else None
+    `options`, sized to the tokenizers' vocabularies. With
+    `options.decay_to_zero`, the learning rate reaches zero after
+    `total_steps` updates, by default `steps_per_epoch` (batches) times the
+    most epochs."""
     transformer = Transformer(
         source_vocabulary_size=source_tokenizer.vocabulary_size(),
         target_vocabulary_size=target_tokenizer.vocabulary_size(),
@@ -247,6 +295,15 @@ def build_transformer(
         seed=options.seed,
         dtype=options.dtype_policy,
     )
+    updates_per_epoch = -(-steps_per_epoch // options.accumulate_steps)
+    compile_transformer(transformer, options, total_steps or options.max_epochs * updates_per_epoch)
+    return transformer
+
+
+def compile_transformer(transformer, options: TrainingOptions, total_steps: int) -> None:
+    """Compiles `transformer` with a fresh optimizer of the paper's recipe
+    whose learning rate (with `options.decay_to_zero`) reaches zero after
+    `total_steps` updates, the label-smoothed loss and token accuracy."""
     transformer.compile(
         optimizer=paper_optimizer(
             options.d_model,
@@ -255,12 +312,27 @@ def build_transformer(
             gradient_accumulation_steps=(
                 options.accumulate_steps if options.accumulate_steps > 1 else None
             ),
-            total_steps=total_steps,
+            total_steps=total_steps if options.decay_to_zero else None,
         ),
         loss=MaskedCrossEntropy(label_smoothing=options.label_smoothing),
         metrics=[MaskedAccuracy()],
     )
-    return transformer
+
+
+def _plan_budget(transformer, train: TokenBatches, validation: TokenBatches, options):
+    """How many batches fit `options.time_budget`, from training steps on
+    the most common batch shape, timed on `transformer` (whose weights are
+    left as they were)."""
+    timing = time_training_step(transformer, *train.most_common_batch())
+    return BudgetPlan.estimate(
+        options.time_budget,
+        timing,
+        batches_per_epoch=train.num_batches,
+        train_shapes=len(train.shapes()),
+        validation_batches=validation.num_batches,
+        validation_shapes=len(validation.shapes()),
+        max_batches=options.max_epochs * train.num_batches,
+    )
 
 
 def _final_weights(transformer, checkpoints: EpochCheckpoints, average: int) -> None:
@@ -375,6 +447,18 @@ class _RunState:
             )
             for split in ("train", "validation")
         ]
+
+    def budget_plan(self, estimate: Callable[[], BudgetPlan]) -> BudgetPlan:
+        """The run's `BudgetPlan`: `estimate()` for a new run (saved), the
+        saved one for a resumed run, so that its learning rate follows the
+        same schedule."""
+        path = os.path.join(self.root, "budget.json")
+        if self.resuming and os.path.exists(path):
+            with open(path, encoding="utf-8") as file:
+                return BudgetPlan(**json.load(file))
+        plan = estimate()
+        write_text_atomically(path, json.dumps(dataclasses.asdict(plan), indent=2) + "\n")
+        return plan
 
     def checkpoints(self) -> EpochCheckpoints:
         return EpochCheckpoints(

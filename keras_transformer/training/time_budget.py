@@ -1,0 +1,187 @@
+"""Training to a time budget: how long a step takes, how many steps fit the
+budget, and a callback that ends training when the budget is spent."""
+
+import dataclasses
+import math
+import re
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
+_SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600}
+# A forward pass (validation) costs about a third of a training step, and so
+# does compiling it.
+_FORWARD_SHARE = 1 / 3
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds in a duration: a number of seconds, or a number followed by
+    `s`, `m` or `h` (`"600"`, `"90s"`, `"10m"`, `"1.5h"`)."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = _DURATION.match(str(text))
+        if not match:
+            raise ValueError(
+                "A duration must be a number of seconds, or a number followed by s, m or h "
+                f"(such as 600, 90s, 10m, 1.5h). Received: {text!r}"
+            )
+        seconds = float(match[1]) * _SECONDS_PER_UNIT[match[2]]
+    if not seconds > 0:
+        raise ValueError(f"A duration must be more than 0 seconds. Received: {text!r}")
+    return seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class StepTiming:
+    """Seconds of a model's first training call on a batch shape (compiling
+    included) and of each later call."""
+
+    first_call_seconds: float
+    step_seconds: float
+
+    @property
+    def compile_seconds(self) -> float:
+        return max(self.first_call_seconds - self.step_seconds, 0.0)
+
+
+def time_training_step(model: keras.Model, inputs, labels, repeats: int = 3) -> StepTiming:
+    """Times `model.train_on_batch(inputs, labels)`: once with its compiling,
+    then the median of `repeats` more calls. The model's weights (and random
+    seed states) are put back afterwards; its optimizer has taken the steps,
+    so compile the model again before training it."""
+    saved = [keras.ops.convert_to_numpy(variable) for variable in model.variables]
+    seconds = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        model.train_on_batch(inputs, labels)
+        seconds.append(time.perf_counter() - started)
+    for variable, value in zip(model.variables, saved, strict=True):
+        variable.assign(value)
+    return StepTiming(first_call_seconds=seconds[0], step_seconds=float(np.median(seconds[1:])))
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetPlan:
+    """How many training batches fit in `seconds`, estimated from one
+    batch shape's `StepTiming`: every batch costs a step, every batch shape
+    a compiling, and each epoch's validation a forward pass per validation
+    batch (a third of a step, as is compiling it), so with `v` validation
+    batches to `n` training batches an epoch,
+
+        batches = (seconds - compiling) / (step * (1 + v / (3 * n)))
+    """
+
+    seconds: float
+    step_seconds: float
+    epoch_seconds: float
+    total_batches: int
+
+    @classmethod
+    def estimate(
+        cls,
+        seconds: float,
+        timing: StepTiming,
+        batches_per_epoch: int,
+        train_shapes: int,
+        validation_batches: int = 0,
+        validation_shapes: int = 0,
+        max_batches: int | None = None,
+    ) -> "BudgetPlan":
+        compiling = timing.compile_seconds * (train_shapes + _FORWARD_SHARE * validation_shapes)
+        batch_seconds = timing.step_seconds * (
+            1 + _FORWARD_SHARE * validation_batches / batches_per_epoch
+        )
+        batches = max(1, math.floor((seconds - compiling) / batch_seconds))
+        if max_batches is not None:
+            batches = min(batches, max_batches)
+        return cls(
+            seconds=seconds,
+            step_seconds=timing.step_seconds,
+            epoch_seconds=batch_seconds * batches_per_epoch,
+            total_batches=batches,
+        )
+
+    def describe(self, batches_per_epoch: int) -> str:
+        return (
+            f"Time budget {_minutes(self.seconds)}: a step takes about "
+            f"{self.step_seconds * 1000:.0f} ms, an epoch of {batches_per_epoch} batches "
+            f"about {_minutes(self.epoch_seconds)}; about {self.total_batches} batches "
+            f"({self.total_batches / batches_per_epoch:.1f} epochs) fit, and the learning "
+            "rate reaches zero there"
+        )
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Ends training once `seconds` have passed since `started` (a
+    `time.monotonic()` reading) plus `spent` seconds of earlier runs, or
+    after `total_batches` batches, whichever comes first; the epoch that is
+    cut short is still validated and checkpointed by Keras. Keeps the time
+    it stops early enough for the validation to fit, measured on the epoch
+    before.
+
+    Adds `training_seconds` (the time spent so far, earlier runs included)
+    to each epoch's logs, so a history logger that runs after it records
+    them, and after the first epoch it says how many more fit.
+    """
+
+    def __init__(
+        self,
+        seconds: float,
+        total_batches: int,
+        batches_per_epoch: int,
+        started: float,
+        spent: float = 0.0,
+        log: Callable[[str], None] = print,
+    ):
+        super().__init__()
+        self.seconds = seconds
+        self.total_batches = total_batches
+        self.batches_per_epoch = batches_per_epoch
+        self.started = started
+        self.spent = spent
+        self.log = log
+        self._batches = 0
+        self._epochs_seen = 0
+        self._epoch_started = started
+        self._last_batch_end = started
+        self._validation_seconds = 0.0
+
+    def elapsed(self) -> float:
+        return self.spent + time.monotonic() - self.started
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._batches = epoch * self.batches_per_epoch
+        self._epoch_started = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        self._last_batch_end = time.monotonic()
+        out_of_time = self.elapsed() + self._validation_seconds >= self.seconds
+        if out_of_time or self._batches >= self.total_batches:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        self._validation_seconds = now - self._last_batch_end
+        if logs is not None:
+            logs["training_seconds"] = round(self.elapsed(), 1)
+        self._epochs_seen += 1
+        if self._epochs_seen == 1 and not self.model.stop_training:
+            self._say_what_fits(now - self._epoch_started)
+
+    def _say_what_fits(self, epoch_seconds: float) -> None:
+        left = max(self.seconds - self.elapsed(), 0.0)
+        self.log(
+            f"The epoch took {_minutes(epoch_seconds)}; {_minutes(left)} of the "
+            f"{_minutes(self.seconds)} budget are left: about {left / epoch_seconds:.1f} more "
+            f"epochs; the learning rate reaches zero after batch {self.total_batches} "
+            f"(epoch {self.total_batches / self.batches_per_epoch:.1f})"
+        )
