@@ -127,7 +127,8 @@ _OPTION_HELP = {
     "accumulate_steps": "batches whose gradients make one update",
     "tokenizer": "sentencepiece, wordpiece or character",
     "vocabulary_size": "largest vocabulary (default: sized from the data)",
-    "shared_vocabulary": "one vocabulary and embedding for both sides",
+    "shared_vocabulary": "one vocabulary and embedding for both sides (default: where both "
+    "sides are written in the same script)",
     "max_length": "longest pair side in tokens; longer pairs are left out",
     "average_checkpoints": "average the last N epochs' weights instead of keeping the best",
     "dtype_policy": "float32, mixed_bfloat16 or mixed_float16",
@@ -148,7 +149,7 @@ _OPTIONAL_TYPES = {"epochs": int, "time_budget": _duration, "vocabulary_size": i
 
 def _option_kind(field) -> dict:
     """argparse's `type` (or `action`) for a `TrainingOptions` field."""
-    if field.type is bool:
+    if field.type is bool or field.name == "shared_vocabulary":
         return {"action": argparse.BooleanOptionalAction}
     return {"type": _OPTIONAL_TYPES.get(field.name, field.type)}
 

@@ -31,6 +31,7 @@ from keras_transformer.translation.evaluation import evaluate_translator
 from keras_transformer.translation.tokenizers import (
     TOKENIZER_KINDS,
     load_tokenizer,
+    same_script,
     save_tokenizer,
     train_tokenizers,
 )
@@ -75,7 +76,8 @@ class TrainingOptions:
     the end of training unless `decay_to_zero` is False. `vocabulary_size`
     None sizes the vocabulary from the data; `shared_vocabulary` trains one
     vocabulary for both sides and shares the embeddings and the output
-    projection, as the paper does.
+    projection, as the paper does (None: where both sides are written in
+    the same script, `same_script`).
     """
 
     epochs: int | None = None
@@ -94,7 +96,7 @@ class TrainingOptions:
     decay_to_zero: bool = True
     tokenizer: str = "sentencepiece"
     vocabulary_size: int | None = None
-    shared_vocabulary: bool = False
+    shared_vocabulary: bool | None = None
     max_length: int = 128
     average_checkpoints: int = 1
     dtype_policy: str = "float32"
@@ -190,7 +192,11 @@ def train_translator(
         devices.check_widths(d_model=options.d_model, ff_dim=options.ff_dim)
     state = _RunState(directory, options)
     keras.utils.set_random_seed(options.seed)
-    source_tokenizer, target_tokenizer = state.tokenizers(splits["train"])
+    sample = tokenizer_sample(splits["train"])
+    if options.shared_vocabulary is None:
+        shared = same_script([source for source, _ in sample], [target for _, target in sample])
+        options = dataclasses.replace(options, shared_vocabulary=shared)
+    source_tokenizer, target_tokenizer = state.tokenizers(sample, options.shared_vocabulary)
     train, validation = state.batches(source_tokenizer, target_tokenizer, splits, devices)
     log(
         f"{len(train.corpus)} training pairs ({train.corpus.skipped} longer than "
@@ -408,19 +414,19 @@ class _RunState:
             for stale in (self.history_path, os.path.join(self.root, "checkpoints")):
                 _remove(stale)
 
-    def tokenizers(self, train_pairs):
-        """The run's tokenizers: fitted to (a sample of) the training pairs
-        for a new run, read back from disk for a resumed one."""
+    def tokenizers(self, sample, shared: bool):
+        """The run's tokenizers: fitted to `sample` (of the training pairs)
+        for a new run, one for both sides if `shared`; read back from disk
+        for a resumed one."""
         paths = [os.path.join(self.root, f"{side}_tokenizer") for side in ("source", "target")]
         if self.resuming:
             return [load_tokenizer(path) for path in paths]
-        sample = tokenizer_sample(train_pairs)
         tokenizers = train_tokenizers(
             [source for source, _ in sample],
             [target for _, target in sample],
             self.options.tokenizer,
             self.options.vocabulary_size,
-            shared=self.options.shared_vocabulary,
+            shared=shared,
         )
         for tokenizer, path in zip(tokenizers, paths, strict=True):
             save_tokenizer(tokenizer, path)

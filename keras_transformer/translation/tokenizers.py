@@ -1,6 +1,7 @@
 """Tokenizers for translation: keras-nlp tokenizers with a fixed set of
 special ids, and the packing of token ids into padded training arrays."""
 
+import collections
 import io
 import json
 import math
@@ -28,6 +29,14 @@ _WORDPIECE_DEFAULT_SIZE = 8000
 # are not worth their ids: the vocabulary is then the characters alone.
 _MIN_SHORTENING = 1.5
 _SHORTENING_SAMPLE = 2000
+# A word seen this often can be learned as a piece of its own; a corpus with
+# more than `_NATURAL_LANGUAGE_WORDS` such words has the long tail of a
+# natural language, and its vocabulary learns twice that many pieces.
+_FREQUENT_WORD_COUNT = 30
+_NATURAL_LANGUAGE_WORDS = 500
+# Both sides of a corpus are in the same script when at least this share of
+# each side's characters (spaces aside, with repeats) occur on the other.
+_SAME_SCRIPT_SHARE = 0.9
 
 
 def train_tokenizer(
@@ -88,17 +97,41 @@ def train_tokenizers(
 
 def default_vocabulary_size(texts: Iterable[str]) -> int:
     """The SentencePiece vocabulary size for a corpus: the pieces it must
-    hold (reserved ids, the 256 bytes, every character seen) and a quarter
-    of the square root of the corpus size in characters as learned pieces,
-    at most 8000 (reached at a billion characters). A small corpus gets a
-    vocabulary close to its characters, which composes unseen words and
-    numbers from their parts."""
-    characters, total = set(), 0
+    hold (reserved ids, the 256 bytes, every character seen) and learned
+    pieces, at most 8000. A natural-language corpus (more than 500 distinct
+    words seen at least 30 times each) learns twice as many pieces as it
+    has such words, or a quarter of the square root of its size in
+    characters if that is more; any other corpus the latter alone, so a
+    small or repetitive one gets a vocabulary close to its characters, which
+    composes unseen words and numbers from their parts."""
+    characters, total, words = set(), 0, collections.Counter()
     for text in texts:
         characters.update(text)
         total += len(text)
-    learned = min(_WORDPIECE_DEFAULT_SIZE, int(math.sqrt(total) / 4))
-    return _sentencepiece_minimum(characters) + learned
+        words.update(text.split())
+    learned = int(math.sqrt(total) / 4)
+    frequent = sum(count >= _FREQUENT_WORD_COUNT for count in words.values())
+    if frequent > _NATURAL_LANGUAGE_WORDS:
+        learned = max(learned, 2 * frequent)
+    return _sentencepiece_minimum(characters) + min(_WORDPIECE_DEFAULT_SIZE, learned)
+
+
+def same_script(source_texts: Iterable[str], target_texts: Iterable[str]) -> bool:
+    """Whether the two sides are written in the same characters: at least
+    90% of each side's characters (spaces aside, counted with their
+    repeats) also occur on the other side. English and French share their
+    script (and the names, numbers and placeholders copied across); English
+    number words and digits, or Latin and Cyrillic letters, do not."""
+    sides = [collections.Counter(), collections.Counter()]
+    for counter, texts in zip(sides, (source_texts, target_texts), strict=True):
+        for text in texts:
+            counter.update(text)
+        counter.pop(" ", None)
+    for counter, other in ((sides[0], sides[1]), (sides[1], sides[0])):
+        shared = sum(count for character, count in counter.items() if character in other)
+        if shared < _SAME_SCRIPT_SHARE * max(sum(counter.values()), 1):
+            return False
+    return True
 
 
 def _sentencepiece_minimum(characters: set) -> int:

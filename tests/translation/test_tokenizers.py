@@ -11,6 +11,7 @@ from keras_transformer.translation.tokenizers import (
     detokenize,
     load_tokenizer,
     pack,
+    same_script,
     save_tokenizer,
     tokenize,
     train_tokenizer,
@@ -69,6 +70,32 @@ def test_the_default_vocabulary_grows_with_the_corpus():
     assert default_vocabulary_size(small) < default_vocabulary_size(large)
     tokenizer = train_tokenizer(small, "sentencepiece")
     assert tokenizer.vocabulary_size() <= default_vocabulary_size(small)
+
+
+def test_a_natural_language_corpus_learns_twice_its_frequent_words():
+    """Words seen at least 30 times: 600 of them (more than 500) set the
+    learned pieces to 1200; 400 leave the square-root rule."""
+
+    def corpus(frequent_words):
+        words = [f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(frequent_words)]
+        return [" ".join(words[i : i + 6]) for i in range(0, frequent_words, 6)] * 30
+
+    natural, repetitive = corpus(600), corpus(400)
+    minimum = len(RESERVED_TOKENS) + 256 + len(set("".join(natural)) - {" "}) + 1
+    assert default_vocabulary_size(natural) == minimum + 1200
+    characters = sum(map(len, repetitive))
+    assert default_vocabulary_size(repetitive) == minimum + int(characters**0.5 / 4)
+
+
+def test_sides_in_the_same_script_are_told_from_sides_in_others():
+    assert same_script(
+        ["option --force is not valid here"], ["l'option --force n'est pas valide ici"]
+    )
+    assert not same_script(["one hundred and five", "seven"], ["105", "7"])
+    assert not same_script(["Tochyatyukles"], ["Точятюклес"])
+    # 90% of each side's characters must occur on the other.
+    assert same_script(["abcdefghij"], ["abcdefghi\u00e9"])
+    assert not same_script(["abcdefghij"], ["abcdefgh\u00e9\u00e8"])
 
 
 def test_pieces_that_barely_shorten_the_texts_give_way_to_characters():
