@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 DEMO_BACKEND ?= jax
 
-.PHONY: install test demo bench suite lint format clean
+.PHONY: install test demo bench suite real-text lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: install
 # The training defaults on seven generated tasks (JAX); see docs/tasks.md.
 suite: install
 	KERAS_BACKEND=jax $(PYTHON) -m benchmarks.suite --save
+
+# The defaults on real software messages beside the keras.io recipe and
+# Sockeye, 10 training minutes each (JAX); see docs/real_text.md.
+real-text: install
+	KERAS_BACKEND=jax $(PYTHON) -m benchmarks.real_text --save
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -40,19 +40,34 @@ def run_task(name: str, pairs: int, directory: str, extra: list[str]) -> dict:
     seconds = time.time() - started
     with open(os.path.join(out, "metrics.json"), encoding="utf-8") as file:
         metrics = json.load(file)
-    return {"task": name, "seconds": round(seconds), **metrics}
+    return {"task": name, "seconds": round(seconds), **metrics, "greedy": greedy_scores(out)}
+
+
+def greedy_scores(out: str) -> dict:
+    """Exact match, BLEU and chrF of greedy decoding on the run's test split."""
+    test = os.path.join(out, "training_state", "splits", "test.tsv")
+    command = [sys.executable, "-m", "keras_transformer", "evaluate", "--model", out]
+    run = subprocess.run(
+        [*command, "--data", test, "--beams", "1"], capture_output=True, text=True, cwd=ROOT
+    )
+    if run.returncode:
+        sys.exit(f"evaluate failed:\n{run.stderr[-3000:]}")
+    line = run.stdout.strip().splitlines()[-1].split()
+    return {"exact_match": float(line[2]), "bleu": float(line[4]), "chrf": float(line[6])}
 
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| task | example | exact match | BLEU | chrF | epochs (best) | whole run | padding |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| task | example | exact match | BLEU | chrF | greedy: exact, chrF | epochs (best) "
+        "| whole run | padding |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for result in results:
         source, target = task_pairs(result["task"], 1, seed=1)[0]
         lines.append(
             f"| {result['task']} | `{source}` -> `{target}` | {result['exact_match']:.4f} "
             f"| {result['bleu']:.2f} | {result['chrf']:.2f} "
+            f"| {result['greedy']['exact_match']:.4f}, {result['greedy']['chrf']:.2f} "
             f"| {result['epochs']} ({result['best_epoch']}) | {result['seconds']} s "
             f"| {result['padding_share']:.0%} |"
         )

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "translate", parents=[common], help="translate sentences (arguments or stdin lines)"
     )
     translate.add_argument("--model", required=True, help="run directory written by train")
-    translate.add_argument("--beams", type=int, default=1, help="beam width (default: greedy)")
+    translate.add_argument("--beams", type=int, default=4, help=_BEAMS_HELP)
     translate.add_argument(
         "--input", metavar="FILE", help="translate each line of FILE (blank lines stay blank)"
     )
@@ -113,12 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--model", required=True, help="run directory written by train")
     evaluate.add_argument("--data", required=True, help="source<TAB>target pairs")
-    evaluate.add_argument("--beams", type=int, default=1, help="beam width (default: greedy)")
+    evaluate.add_argument("--beams", type=int, default=4, help=_BEAMS_HELP)
     evaluate.set_defaults(run=_evaluate)
     return parser
 
 
+_BEAMS_HELP = "beam width, length penalty 0.6 (default: 4, as in the paper; 1: greedy)"
 _OPTION_HELP = {
+    "beams": "beam width of the evaluation on the test split (1: greedy)",
     "epochs": "most epochs to train (default: 5, or no limit with --time-budget)",
     "time_budget": "stop training after this long (seconds, or such as 90s, 10m, 1.5h); "
     "the learning rate reaches zero there",

@@ -19,7 +19,14 @@ _FORWARD_SHARE = 1 / 3
 
 def parse_duration(text: str | float) -> float:
     """Seconds in a duration: a number of seconds, or a number followed by
-    `s`, `m` or `h` (`"600"`, `"90s"`, `"10m"`, `"1.5h"`)."""
+    `s`, `m` or `h` (`"600"`, `"90s"`, `"10m"`, `"1.5h"`); raises
+    `ValueError` naming anything else.
+
+    Example:
+
+    >>> keras_transformer.training.parse_duration("10m")
+    600.0
+    """
     if isinstance(text, int | float) and not isinstance(text, bool):
         seconds = float(text)
     else:
@@ -37,42 +44,78 @@ def parse_duration(text: str | float) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class StepTiming:
-    """Seconds of a model's first training call on a batch shape (compiling
-    included) and of each later call."""
+    """Seconds of a model's training steps: its first call (building and
+    compiling the training function, then one step), each later call on the
+    same batch shape, and the first call on another shape (compiling for
+    that shape, then one step), or None where there was no other shape.
+
+    Example:
+
+    >>> timing = keras_transformer.training.StepTiming(10.5, 0.5, 3.5)
+    >>> timing.compile_seconds(4)  # 10 s for the first shape, 3 s for each other
+    19.0
+    """
 
     first_call_seconds: float
     step_seconds: float
+    new_shape_seconds: float | None = None
 
-    @property
-    def compile_seconds(self) -> float:
-        return max(self.first_call_seconds - self.step_seconds, 0.0)
+    def compile_seconds(self, shapes: int) -> float:
+        """Seconds of compiling spent on `shapes` batch shapes, beyond their
+        steps."""
+        first = max(self.first_call_seconds - self.step_seconds, 0.0)
+        if self.new_shape_seconds is None:
+            return first * shapes
+        return first + max(self.new_shape_seconds - self.step_seconds, 0.0) * (shapes - 1)
 
 
-def time_training_step(model: keras.Model, inputs, labels, repeats: int = 3) -> StepTiming:
-    """Times `model.train_on_batch(inputs, labels)`: once with its compiling,
-    then the median of `repeats` more calls. The model's weights (and random
-    seed states) are put back afterwards; its optimizer has taken the steps,
-    so compile the model again before training it."""
+def time_training_step(model: keras.Model, batch, other_batch=None, repeats: int = 3) -> StepTiming:
+    """Times `model.train_on_batch` on `batch` (`(inputs, labels)`): once
+    with its compiling, then the median of `repeats` more calls; then once
+    on `other_batch`, a batch of another shape, if given. The model's
+    weights (and random seed states) are put back afterwards; its optimizer
+    has taken the steps, so compile the model again before training it.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> x, y = keras.ops.ones((4, 2)), keras.ops.ones((4, 1))
+    >>> timing = keras_transformer.training.time_training_step(model, (x, y))
+    >>> timing.step_seconds > 0
+    True
+    """
     saved = [keras.ops.convert_to_numpy(variable) for variable in model.variables]
-    seconds = []
-    for _ in range(repeats + 1):
-        started = time.perf_counter()
-        model.train_on_batch(inputs, labels)
-        seconds.append(time.perf_counter() - started)
+    seconds = [_timed_step(model, batch) for _ in range(repeats + 1)]
+    new_shape = None if other_batch is None else _timed_step(model, other_batch)
     for variable, value in zip(model.variables, saved, strict=True):
         variable.assign(value)
-    return StepTiming(first_call_seconds=seconds[0], step_seconds=float(np.median(seconds[1:])))
+    return StepTiming(seconds[0], float(np.median(seconds[1:])), new_shape)
+
+
+def _timed_step(model, batch) -> float:
+    started = time.perf_counter()
+    model.train_on_batch(*batch)
+    return time.perf_counter() - started
 
 
 @dataclasses.dataclass(frozen=True)
 class BudgetPlan:
-    """How many training batches fit in `seconds`, estimated from one
-    batch shape's `StepTiming`: every batch costs a step, every batch shape
-    a compiling, and each epoch's validation a forward pass per validation
-    batch (a third of a step, as is compiling it), so with `v` validation
-    batches to `n` training batches an epoch,
+    """How many training batches fit in `seconds`, estimated from a
+    `StepTiming`: every batch costs a step, every batch shape a compiling,
+    and each epoch's validation a forward pass per validation batch (a third
+    of a step, as is compiling it), so with `v` validation batches to `n`
+    training batches an epoch,
 
         batches = (seconds - compiling) / (step * (1 + v / (3 * n)))
+
+    Example:
+
+    >>> timing = keras_transformer.training.StepTiming(10.5, 0.5, 3.5)
+    >>> plan = keras_transformer.training.BudgetPlan.estimate(
+    ...     600, timing, batches_per_epoch=100, train_shapes=4)
+    >>> plan.total_batches, plan.epoch_seconds  # (600 - 19) / 0.5
+    (1162, 50.0)
     """
 
     seconds: float
@@ -91,7 +134,9 @@ class BudgetPlan:
         validation_shapes: int = 0,
         max_batches: int | None = None,
     ) -> "BudgetPlan":
-        compiling = timing.compile_seconds * (train_shapes + _FORWARD_SHARE * validation_shapes)
+        compiling = timing.compile_seconds(train_shapes) + _FORWARD_SHARE * timing.compile_seconds(
+            validation_shapes
+        )
         batch_seconds = timing.step_seconds * (
             1 + _FORWARD_SHARE * validation_batches / batches_per_epoch
         )
@@ -130,6 +175,18 @@ class TimeBudget(keras.callbacks.Callback):
     Adds `training_seconds` (the time spent so far, earlier runs included)
     to each epoch's logs, so a history logger that runs after it records
     them, and after the first epoch it says how many more fit.
+
+    Example:
+
+    >>> import time
+    >>> budget = keras_transformer.training.TimeBudget(
+    ...     60, total_batches=3, batches_per_epoch=4, started=time.monotonic())
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> x, y = keras.ops.zeros((16, 2)), keras.ops.zeros((16, 1))
+    >>> history = model.fit(x, y, batch_size=4, epochs=5, callbacks=[budget], verbose=0)
+    >>> len(history.history["loss"])  # stopped at the third batch of the first epoch
+    1
     """
 
     def __init__(

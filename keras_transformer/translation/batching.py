@@ -304,12 +304,11 @@ class TokenBatches(keras.utils.PyDataset):
             (source_len, target_len) for _, source_len, target_len in self._batches
         )
 
-    def most_common_batch(self):
-        """`(inputs, labels)` of a batch of the most common shape."""
-        shape = self.shapes().most_common(1)[0][0]
-        return self[
-            next(i for i, (_, *lengths) in enumerate(self._batches) if tuple(lengths) == shape)
-        ]
+    def batch_of_shape(self, shape: tuple[int, int]):
+        """`(inputs, labels)` of the first batch of this epoch whose shape
+        is `(source_len, target_len)`."""
+        index = next(i for i, (_, *lengths) in enumerate(self._batches) if tuple(lengths) == shape)
+        return self[index]
 
     def padding_share(self) -> float:
         """Fraction of the positions of an epoch's batches that are padding."""

@@ -46,6 +46,13 @@ def test_the_plan_leaves_time_for_compiling_and_validation():
     assert BudgetPlan.estimate(5.0, timing, 30, 4).total_batches == 1  # at least one
 
 
+def test_a_second_shape_times_compiling_without_the_first_calls_setting_up():
+    timing = StepTiming(first_call_seconds=10.5, step_seconds=0.5, new_shape_seconds=3.5)
+    assert timing.compile_seconds(1) == 10.0
+    assert timing.compile_seconds(4) == 10.0 + 3 * 3.0
+    assert StepTiming(10.5, 0.5).compile_seconds(4) == 40.0
+
+
 def regression_model():
     model = keras.Sequential(
         [
@@ -68,8 +75,9 @@ def test_timing_steps_leaves_every_variable_as_it_was():
     model = regression_model()
     x, y = regression_data()
     before = [to_numpy(variable) for variable in model.variables]
-    timing = time_training_step(model, x, y, repeats=2)
+    timing = time_training_step(model, (x, y), (x[:8], y[:8]), repeats=2)
     assert timing.first_call_seconds > 0 and timing.step_seconds > 0
+    assert timing.new_shape_seconds > 0
     for variable, value in zip(model.variables, before, strict=True):
         np.testing.assert_array_equal(to_numpy(variable), value, err_msg=variable.path)
 
