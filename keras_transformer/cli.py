@@ -130,7 +130,7 @@ _OPTION_HELP = {
     "tokenizer": "sentencepiece, wordpiece or character",
     "vocabulary_size": "largest vocabulary (default: sized from the data)",
     "shared_vocabulary": "one vocabulary and embedding for both sides (default: where both "
-    "sides are written in the same script)",
+    "sides are written in the same characters)",
     "max_length": "longest pair side in tokens; longer pairs are left out",
     "average_checkpoints": "average the last N epochs' weights instead of keeping the best",
     "dtype_policy": "float32, mixed_bfloat16 or mixed_float16",

@@ -22,7 +22,7 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     data = write_pairs(root / "pairs.tsv", number_pairs(count=300, max_number=1000, seed=5))
     out = str(root / "run")
-    args = ["train", "--data", data, "--out", out, "--no-pictures"]
+    args = ["train", "--data", data, "--out", out, "--no-pictures", "--shared-vocabulary"]
     assert main([*args, "--time-budget", "1h", *TINY]) == 0
     return data, out
 
@@ -52,7 +52,7 @@ def test_a_time_budget_longer_than_the_epochs_keeps_them_and_records_the_time(tr
     assert 0 < seconds[0] < seconds[1] < 3600
 
 
-def test_sides_in_one_script_share_the_vocabulary_and_embeddings_by_default(trained_run):
+def test_a_shared_vocabulary_shares_the_embeddings(trained_run):
     _, out = trained_run
     transformer = keras.saving.load_model(os.path.join(out, "model.keras")).transformer
     assert transformer.share_embeddings and transformer.tie_output_embedding

@@ -64,6 +64,8 @@ class StepTiming:
         """Seconds of compiling spent on `shapes` batch shapes, beyond their
         steps."""
         first = max(self.first_call_seconds - self.step_seconds, 0.0)
+        if shapes == 0:
+            return 0.0
         if self.new_shape_seconds is None:
             return first * shapes
         return first + max(self.new_shape_seconds - self.step_seconds, 0.0) * (shapes - 1)

@@ -31,7 +31,7 @@ from keras_transformer.translation.evaluation import evaluate_translator
 from keras_transformer.translation.tokenizers import (
     TOKENIZER_KINDS,
     load_tokenizer,
-    same_script,
+    same_characters,
     save_tokenizer,
     train_tokenizers,
 )
@@ -77,7 +77,7 @@ class TrainingOptions:
     None sizes the vocabulary from the data; `shared_vocabulary` trains one
     vocabulary for both sides and shares the embeddings and the output
     projection, as the paper does (None: where both sides are written in
-    the same script, `same_script`).
+    the same characters, `same_characters`).
     `beams` is the beam width of the evaluation on the test split (the
     paper's 4, with its length penalty 0.6; 1 decodes greedily).
     """
@@ -196,7 +196,7 @@ def train_translator(
     keras.utils.set_random_seed(options.seed)
     sample = tokenizer_sample(splits["train"])
     if options.shared_vocabulary is None:
-        shared = same_script([source for source, _ in sample], [target for _, target in sample])
+        shared = same_characters([source for source, _ in sample], [target for _, target in sample])
         options = dataclasses.replace(options, shared_vocabulary=shared)
     source_tokenizer, target_tokenizer = state.tokenizers(sample, options.shared_vocabulary)
     train, validation = state.batches(source_tokenizer, target_tokenizer, splits, devices)

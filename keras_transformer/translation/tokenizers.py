@@ -34,9 +34,10 @@ _SHORTENING_SAMPLE = 2000
 # natural language, and its vocabulary learns twice that many pieces.
 _FREQUENT_WORD_COUNT = 30
 _NATURAL_LANGUAGE_WORDS = 500
-# Both sides of a corpus are in the same script when at least this share of
-# each side's characters (spaces aside, with repeats) occur on the other.
-_SAME_SCRIPT_SHARE = 0.9
+# Both sides of a corpus are written in the same characters when at least
+# this share of each side's characters (spaces aside, with repeats) occur on
+# the other.
+_SAME_CHARACTERS_SHARE = 0.9
 
 
 def train_tokenizer(
@@ -116,12 +117,14 @@ def default_vocabulary_size(texts: Iterable[str]) -> int:
     return _sentencepiece_minimum(characters) + min(_WORDPIECE_DEFAULT_SIZE, learned)
 
 
-def same_script(source_texts: Iterable[str], target_texts: Iterable[str]) -> bool:
+def same_characters(source_texts: Iterable[str], target_texts: Iterable[str]) -> bool:
     """Whether the two sides are written in the same characters: at least
     90% of each side's characters (spaces aside, counted with their
-    repeats) also occur on the other side. English and French share their
-    script (and the names, numbers and placeholders copied across); English
-    number words and digits, or Latin and Cyrillic letters, do not."""
+    repeats) also occur on the other side. English and French sentences
+    share theirs (and the names, numbers and placeholders copied across);
+    English number words and digits, or Latin and Cyrillic letters, do not,
+    and neither do two small alphabets of one script that differ (English
+    and French number words: the y of "twenty", the q of "cinq")."""
     sides = [collections.Counter(), collections.Counter()]
     for counter, texts in zip(sides, (source_texts, target_texts), strict=True):
         for text in texts:
@@ -129,7 +132,7 @@ def same_script(source_texts: Iterable[str], target_texts: Iterable[str]) -> boo
         counter.pop(" ", None)
     for counter, other in ((sides[0], sides[1]), (sides[1], sides[0])):
         shared = sum(count for character, count in counter.items() if character in other)
-        if shared < _SAME_SCRIPT_SHARE * max(sum(counter.values()), 1):
+        if shared < _SAME_CHARACTERS_SHARE * max(sum(counter.values()), 1):
             return False
     return True
 

@@ -11,7 +11,7 @@ from keras_transformer.translation.tokenizers import (
     detokenize,
     load_tokenizer,
     pack,
-    same_script,
+    same_characters,
     save_tokenizer,
     tokenize,
     train_tokenizer,
@@ -87,15 +87,15 @@ def test_a_natural_language_corpus_learns_twice_its_frequent_words():
     assert default_vocabulary_size(repetitive) == minimum + int(characters**0.5 / 4)
 
 
-def test_sides_in_the_same_script_are_told_from_sides_in_others():
-    assert same_script(
+def test_sides_in_the_same_characters_are_told_from_sides_in_others():
+    assert same_characters(
         ["option --force is not valid here"], ["l'option --force n'est pas valide ici"]
     )
-    assert not same_script(["one hundred and five", "seven"], ["105", "7"])
-    assert not same_script(["Tochyatyukles"], ["Точятюклес"])
+    assert not same_characters(["one hundred and five", "seven"], ["105", "7"])
+    assert not same_characters(["Tochyatyukles"], ["Точятюклес"])
     # 90% of each side's characters must occur on the other.
-    assert same_script(["abcdefghij"], ["abcdefghi\u00e9"])
-    assert not same_script(["abcdefghij"], ["abcdefgh\u00e9\u00e8"])
+    assert same_characters(["abcdefghij"], ["abcdefghi\u00e9"])
+    assert not same_characters(["abcdefghij"], ["abcdefgh\u00e9\u00e8"])
 
 
 def test_pieces_that_barely_shorten_the_texts_give_way_to_characters():
