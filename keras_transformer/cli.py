@@ -151,7 +151,7 @@ _OPTIONAL_TYPES = {"epochs": int, "time_budget": _duration, "vocabulary_size": i
 
 def _option_kind(field) -> dict:
     """argparse's `type` (or `action`) for a `TrainingOptions` field."""
-    if field.type is bool or field.name == "shared_vocabulary":
+    if field.type in (bool, bool | None):
         return {"action": argparse.BooleanOptionalAction}
     return {"type": _OPTIONAL_TYPES.get(field.name, field.type)}
 
