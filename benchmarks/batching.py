@@ -24,7 +24,8 @@ import numpy as np
 from benchmarks.tasks import task_pairs
 from keras_transformer.data import number_pairs
 from keras_transformer.translation.batching import TokenBatches, TokenCorpus
-from keras_transformer.translation.run import TrainingOptions, build_transformer
+from keras_transformer.translation.options import TrainingOptions
+from keras_transformer.translation.run import build_transformer
 from keras_transformer.translation.tokenizers import train_tokenizers, training_arrays
 
 

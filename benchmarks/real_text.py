@@ -1,8 +1,8 @@
 """The trainer's defaults on real language, beside other recipes given the
 same pairs and the same training seconds:
 
-    KERAS_BACKEND=jax python -m benchmarks.real_text [--languages fr,es,it,pt_BR]
-        [--seconds 600] [--systems copy,ours,keras_io,sockeye] [--save]
+    python -m benchmarks.real_text [--languages fr,es,it,pt_BR] [--seconds 600]
+        [--systems copy,ours,keras_io,sockeye] [--backend jax] [--save]
         [-- extra train options, e.g. --beams 4]
 
 The pairs are English -> French, Spanish, Italian and Brazilian Portuguese
@@ -71,11 +71,13 @@ def score(translations: list[str], references: list[str]) -> dict:
     return {**scores, "chrf_lowercased": lowercased["chrf"]}
 
 
-def run_ours(directory: str, seconds: float, extra: list[str], test_pairs, reuse: bool) -> dict:
-    """Our command's run in `directory/ours`, trained now, or with `reuse`
-    read back from a finished run there."""
+def run_ours(
+    directory: str, seconds: float, extra: list[str], test_pairs, reuse: bool, backend: str
+) -> dict:
+    """Our command's run in `directory/ours` on `backend`, trained now, or
+    with `reuse` read back from a finished run there."""
     out = os.path.join(directory, "ours")
-    command = [sys.executable, "-m", "keras_transformer", "train", "--data"]
+    command = [sys.executable, "-m", "keras_transformer", "train", "--backend", backend, "--data"]
     command += [os.path.join(directory, "pairs.tsv"), "--out", out, "--no-pictures"]
     command += ["--time-budget", str(seconds), *extra]
     if not (reuse and os.path.exists(os.path.join(out, "metrics.json"))):
@@ -91,6 +93,7 @@ def run_ours(directory: str, seconds: float, extra: list[str], test_pairs, reuse
         sys.exit("train held out other test pairs than the suite's split")
     return {
         "translations": [translation for _, _, translation in rows[: len(test_pairs)]],
+        "backend": metrics["backend"],
         "training_seconds": metrics["training_seconds"],
         "epochs": metrics["epochs"],
         "beams": metrics["options"]["beams"],
@@ -98,16 +101,18 @@ def run_ours(directory: str, seconds: float, extra: list[str], test_pairs, reuse
     }
 
 
-def run_system(
-    name: str, directory: str, seconds: float, extra, splits, sockeye_settings, reuse
-) -> list:
+def run_system(name: str, directory: str, splits, args) -> list:
     """`[(label, result)]` for one system: its translations and what else it
-    reports."""
+    reports, run as the command-line `args` say."""
+    seconds = args.seconds
     splits_directory = os.path.join(directory, "scored_splits")
     if name == "copy":
         return [("copy", {"translations": [source for source, _ in splits["test"]]})]
     if name == "ours":
-        return [("ours", run_ours(directory, seconds, extra, splits["test"], reuse))]
+        test_pairs = splits["test"]
+        return [
+            ("ours", run_ours(directory, seconds, args.extra, test_pairs, args.reuse, args.backend))
+        ]
     if name == "keras_io":
         from benchmarks.keras_io_recipe import recipe_translations
 
@@ -126,7 +131,7 @@ def run_system(
                     setting,
                 ),
             )
-            for setting in sockeye_settings
+            for setting in args.sockeye_settings.split(",")
         ]
     raise ValueError(f"`systems` must be among {SYSTEMS}. Received: {name!r}")
 
@@ -159,6 +164,7 @@ def main() -> None:
         "--reuse", action="store_true", help="score our finished runs again instead of training"
     )
     parser.add_argument("--directory", default=os.path.join(ROOT, "runs", "real_text"))
+    parser.add_argument("--backend", default="jax", help="Keras backend of our runs")
     parser.add_argument("--save", action="store_true", help="write docs/real_text_results.json")
     parser.add_argument("extra", nargs="*", help="options passed to our train command")
     args = parser.parse_args()
@@ -168,15 +174,7 @@ def main() -> None:
         splits = prepare(language, directory, args.test_pairs)
         references = [target for _, target in splits["test"]]
         for name in args.systems.split(","):
-            for label, result in run_system(
-                name,
-                directory,
-                args.seconds,
-                args.extra,
-                splits,
-                args.sockeye_settings.split(","),
-                args.reuse,
-            ):
+            for label, result in run_system(name, directory, splits, args):
                 translations = result.pop("translations")
                 row = {"language": language, "system": label, **score(translations, references)}
                 row.update(result)

@@ -16,8 +16,7 @@ from keras_transformer.layers import (
 )
 from keras_transformer.models import BeamSearch, Transformer
 from keras_transformer.translation import Translator
-
-__version__ = "0.1.0"
+from keras_transformer.version import __version__ as __version__
 
 __all__ = [
     "BeamSearch",

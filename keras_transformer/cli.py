@@ -20,10 +20,12 @@ from collections.abc import Sequence
 
 import keras
 
-from keras_transformer.data.pairs import PairsFileError, as_field
-from keras_transformer.training.distribution import DISTRIBUTE_MODES, TrainingDevices
-from keras_transformer.training.time_budget import parse_duration
-from keras_transformer.translation.run import MODEL_FILE, RunDirectoryError, TrainingOptions
+from keras_transformer.data.pairs import as_field
+from keras_transformer.training.distribution import DISTRIBUTE_MODES
+from keras_transformer.translation.options import OPTION_GROUPS, TrainingOptions
+
+# The translation workflow (keras-nlp and its TensorFlow text ops, matplotlib)
+# is imported by the command that uses it, after the arguments are parsed.
 
 BACKENDS = ("tensorflow", "jax", "torch")
 _PROGRESS_ABOVE = 256  # sentences; fewer are translated without progress lines
@@ -35,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    # TensorFlow's C++ start-up lines (for the text ops of the tokenizers, or
+    # the backend of a re-run) are its own INFO and WARNING logs: kept out of
+    # the terminal unless asked for; its errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.backend and args.backend != keras.backend.backend():
         return _run_with_backend(args.backend, argv)
     try:
@@ -45,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
         print(f"{PROGRAM}: error: {where}{error.strerror or error}", file=sys.stderr)
-    except (PairsFileError, RunDirectoryError, ValueError, ImportError) as error:
+    except (ValueError, ImportError) as error:  # bad pairs files and run directories too
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
     return 1
 
@@ -59,38 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROGRAM, description="Train and use Transformer translators (Vaswani et al., 2017)."
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
-    train = commands.add_parser(
-        "train", parents=[common], help="train, evaluate and save a translator"
-    )
-    train.add_argument("--data", help="source<TAB>target pairs (default: built-in number words)")
-    train.add_argument("--out", required=True, help="run directory for the model and reports")
-    train.add_argument(
-        "--language", default="fr", help="target language of the built-in data (default: fr)"
-    )
-    train.add_argument(
-        "--pairs", type=int, default=20000, help="pairs of built-in data (default: 20000)"
-    )
-    train.add_argument("--no-pictures", action="store_true", help="skip the PNGs")
-    train.add_argument(
-        "--distribute",
-        choices=DISTRIBUTE_MODES,
-        help="spread training over every device: data parallel (jax, tensorflow) or "
-        "model parallel (jax); --batch-size is the global batch",
-    )
-    train.add_argument(
-        "--model-axis-size",
-        type=int,
-        help="with --distribute model: devices that split each kernel (default: all)",
-    )
-    for field in dataclasses.fields(TrainingOptions):
-        train.add_argument(
-            "--" + field.name.replace("_", "-"),
-            **_option_kind(field),
-            default=field.default,
-            help=_option_help(field),
-        )
-    train.set_defaults(run=_train)
+    _add_train(commands, common)
 
     translate = commands.add_parser(
         "translate", parents=[common], help="translate sentences (arguments or stdin lines)"
@@ -119,45 +94,69 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _BEAMS_HELP = "beam width, length penalty 0.6 (default: 4, as in the paper; 1: greedy)"
-_OPTION_HELP = {
-    "beams": "beam width of the evaluation on the test split (1: greedy)",
-    "epochs": "most epochs to train (default: 5, or no limit with --time-budget)",
-    "time_budget": "stop training after this long (seconds, or such as 90s, 10m, 1.5h); "
-    "the learning rate reaches zero there",
-    "patience": "stop after this many epochs without a lower validation loss",
-    "batch_tokens": "tokens per batch, pairs grouped by length",
-    "accumulate_steps": "batches whose gradients make one update",
-    "tokenizer": "sentencepiece, wordpiece or character",
-    "vocabulary_size": "largest vocabulary (default: sized from the data)",
-    "shared_vocabulary": "one vocabulary and embedding for both sides (default: where both "
-    "sides are written in the same characters)",
-    "max_length": "longest pair side in tokens; longer pairs are left out",
-    "average_checkpoints": "average the last N epochs' weights instead of keeping the best",
-    "dtype_policy": "float32, mixed_bfloat16 or mixed_float16",
-    "decay_to_zero": "decay the learning rate linearly to zero at the last epoch",
-}
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-# The options that may be left unset (None), by the type of a given value.
-_OPTIONAL_TYPES = {"epochs": int, "time_budget": _duration, "vocabulary_size": int}
+def _add_train(commands, common) -> None:
+    train = commands.add_parser(
+        "train", parents=[common], help="train, evaluate and save a translator"
+    )
+    run = train.add_argument_group("run")
+    run.add_argument("--out", required=True, help="run directory for the model and reports")
+    run.add_argument("--no-pictures", action="store_true", help="skip the PNGs")
+    data = train.add_argument_group("data")
+    data.add_argument("--data", help="source<TAB>target pairs (default: built-in number words)")
+    data.add_argument(
+        "--language", default="fr", help="target language of the built-in data (default: fr)"
+    )
+    data.add_argument(
+        "--pairs", type=int, default=20000, help="pairs of built-in data (default: 20000)"
+    )
+    groups = {name: train.add_argument_group(name) for name in OPTION_GROUPS}
+    for field in dataclasses.fields(TrainingOptions):
+        groups[field.metadata["group"]].add_argument(
+            "--" + field.name.replace("_", "-"),
+            **_option_kind(field),
+            default=field.default,
+            help=_option_help(field),
+        )
+    devices = train.add_argument_group("devices")
+    devices.add_argument(
+        "--distribute",
+        choices=DISTRIBUTE_MODES,
+        help="spread training over every device: data parallel (jax, tensorflow) or "
+        "model parallel (jax); --batch-tokens is the global batch",
+    )
+    devices.add_argument(
+        "--model-axis-size",
+        type=int,
+        help="with --distribute model: devices that split each kernel (default: all)",
+    )
+    train.set_defaults(run=_train)
 
 
 def _option_kind(field) -> dict:
-    """argparse's `type` (or `action`) for a `TrainingOptions` field."""
+    """argparse's `type` (or `action`) for a `TrainingOptions` field: an
+    on/off flag for a bool, else how its metadata or its type reads it."""
     if field.type in (bool, bool | None):
         return {"action": argparse.BooleanOptionalAction}
-    return {"type": _OPTIONAL_TYPES.get(field.name, field.type)}
+    parse = field.metadata["parse"] or field.type
+    return {"type": parse if isinstance(parse, type) else _argument_type(parse)}
+
+
+def _argument_type(parse):
+    """`parse` with its `ValueError` shown by argparse as it is."""
+
+    def argument(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return argument
 
 
 def _option_help(field) -> str:
-    help_text = _OPTION_HELP.get(field.name, "")
+    help_text = field.metadata["help"]
     return help_text if "(default:" in help_text else f"{help_text} (default: {field.default})"
 
 
@@ -174,7 +173,7 @@ def _run_with_backend(backend: str, argv: list[str]) -> int:
 
 def _train(args) -> int:
     from keras_transformer.data import number_splits, split_pairs_file
-    from keras_transformer.translation.run import STATE_DIRECTORY, train_translator
+    from keras_transformer.translation.run import MODEL_FILE, STATE_DIRECTORY, train_translator
 
     options = TrainingOptions(
         **{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainingOptions)}
@@ -207,7 +206,9 @@ def _train(args) -> int:
     return 0
 
 
-def _training_devices(args) -> TrainingDevices | None:
+def _training_devices(args):
+    from keras_transformer.training.distribution import TrainingDevices
+
     if args.distribute is None:
         if args.model_axis_size is not None:
             raise ValueError("--model-axis-size needs --distribute model")
@@ -223,7 +224,8 @@ def _translate(args) -> int:
     if not any(sentences):
         raise ValueError("no sentences to translate: pass them as arguments, --input or stdin")
     translator = load_translator(args.model)
-    for translation in translate_lines(translator, sentences, args.beams):
+    progress = _print_progress if len(sentences) > _PROGRESS_ABOVE else None
+    for translation in translator.translate(sentences, args.beams, progress=progress):
         print(as_field(translation))
     if args.attention:
         from keras_transformer.translation.plots import plot_attention
@@ -246,21 +248,8 @@ def _read_lines(path: str | None) -> list[str]:
         return [line.strip() for line in file]
 
 
-def translate_lines(translator, lines: Sequence[str], beams: int = 1) -> list[str]:
-    """Translations of `lines`, a blank line for each blank one; progress
-    goes to stderr when there is more than one batch to translate."""
-    indices = [index for index, line in enumerate(lines) if line]
-    progress = None
-    if len(indices) > _PROGRESS_ABOVE:
-
-        def progress(done, total):
-            print(f"{PROGRAM}: {done}/{total} sentences translated", file=sys.stderr)
-
-    translations = translator.translate([lines[i] for i in indices], beams, progress=progress)
-    output = [""] * len(lines)
-    for index, translation in zip(indices, translations, strict=True):
-        output[index] = translation
-    return output
+def _print_progress(done: int, total: int) -> None:
+    print(f"{PROGRAM}: {done}/{total} sentences translated", file=sys.stderr)
 
 
 def _evaluate(args) -> int:

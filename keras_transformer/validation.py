@@ -1,8 +1,12 @@
 """Argument checks shared by the layers: each raises a `ValueError` that names
 the argument, the value received and what was expected."""
 
+import re
 from collections.abc import Sequence
 from typing import Any
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
+_SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
 def check_positive_int(name: str, value: Any) -> int:
@@ -58,3 +62,28 @@ def divide_heads(d_model: int, num_heads: int, argument: str) -> int:
             f"Received: {argument}={d_model}, num_heads={num_heads}"
         )
     return d_model // num_heads
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds in a duration: a number of seconds, or a number followed by
+    `s`, `m` or `h` (`"600"`, `"90s"`, `"10m"`, `"1.5h"`); raises
+    `ValueError` naming anything else.
+
+    Example:
+
+    >>> keras_transformer.training.parse_duration("10m")
+    600.0
+    """
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = _DURATION.match(str(text))
+        if not match:
+            raise ValueError(
+                "A duration must be a number of seconds, or a number followed by s, m or h "
+                f"(such as 600, 90s, 10m, 1.5h). Received: {text!r}"
+            )
+        seconds = float(match[1]) * _SECONDS_PER_UNIT[match[2]]
+    if not seconds > 0:
+        raise ValueError(f"A duration must be more than 0 seconds. Received: {text!r}")
+    return seconds

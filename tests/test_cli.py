@@ -1,6 +1,7 @@
 """The `keras-transformer` command, end to end on tiny data."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,8 +10,9 @@ import sys
 import keras
 import pytest
 
-from keras_transformer.cli import main, translate_lines
+from keras_transformer.cli import main
 from keras_transformer.data import number_pairs
+from keras_transformer.translation.options import TrainingOptions
 from tests.cli_runs import DISTRIBUTED_BACKENDS, TINY, run, write_pairs
 from tests.helpers import BACKEND
 
@@ -96,23 +98,19 @@ def test_translate_reads_a_file_and_keeps_its_order_and_blank_lines(trained_run,
     assert capsys.readouterr().out.split("\n")[:-1] == expected
 
 
-class UpperCaseTranslator:
-    """Translates by upper-casing, in batches of 100, reporting progress."""
-
-    def translate(self, sentences, beams, progress=None):
-        for done in range(100, len(sentences) + 100, 100):
-            if progress:
-                progress(min(done, len(sentences)), len(sentences))
-        return [sentence.upper() for sentence in sentences]
-
-
-def test_long_inputs_show_progress_and_blank_lines_stay(capsys):
-    lines = [f"line {i}" if i % 50 else "" for i in range(400)]
-    assert translate_lines(UpperCaseTranslator(), lines) == [line.upper() for line in lines]
-    progress = capsys.readouterr().err.splitlines()
-    assert progress[-1] == "keras-transformer: 392/392 sentences translated"
-    assert len(progress) == 4
-    translate_lines(UpperCaseTranslator(), lines[:200])
+def test_long_inputs_show_progress_and_blank_lines_stay(trained_run, tmp_path, capsys):
+    _, out = trained_run
+    lines = ["twelve" if i % 50 else "" for i in range(300)]
+    (tmp_path / "input.txt").write_text("\n".join(lines) + "\n")
+    command = ["translate", "--model", out, "--beams", "1", "--input", str(tmp_path / "input.txt")]
+    assert main(command) == 0
+    captured = capsys.readouterr()
+    translations = captured.out.splitlines()
+    assert [bool(t) for t in translations] == [bool(line) for line in lines]
+    assert len(set(translations) - {""}) == 1
+    progress = captured.err.splitlines()
+    assert progress[-1] == "keras-transformer: 294/294 sentences translated" and len(progress) == 5
+    assert main(["translate", "--model", out, "--beams", "1", *lines[1:50]]) == 0
     assert capsys.readouterr().err == ""
 
 
@@ -153,10 +151,12 @@ def test_resuming_with_other_options_is_refused(tmp_path, capsys):
     backup = out / "training_state" / "backup"
     backup.mkdir(parents=True)
     (backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
-    (out / "training_state" / "options.json").write_text(json.dumps({"epochs": 3}))
-    assert main(["train", "--out", str(out), "--epochs", "4"]) == 1
+    saved = TrainingOptions(epochs=3, shared_vocabulary=False)
+    (out / "training_state" / "options.json").write_text(json.dumps(dataclasses.asdict(saved)))
+    command = ["train", "--out", str(out), "--no-shared-vocabulary", "--epochs", "4"]
+    assert main(command) == 1
     error = capsys.readouterr().err
-    assert "unfinished run with other options" in error and "epochs: 3 -> 4" in error
+    assert "unfinished run with other options (epochs: 3 -> 4);" in error
 
 
 def bad_files(tmp_path):
@@ -247,3 +247,37 @@ def test_a_bad_time_budget_is_refused_before_anything_runs(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "--time-budget: A duration must be a number of seconds" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_train_help_reads_in_sections_with_a_default_for_every_option():
+    from keras_transformer.cli import build_parser
+    from keras_transformer.translation.options import OPTION_GROUPS
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    groups = {group.title: group._group_actions for group in train._action_groups}
+    assert set(OPTION_GROUPS) <= set(groups)
+    for field in dataclasses.fields(TrainingOptions):
+        flag = "--" + field.name.replace("_", "-")
+        (action,) = [a for a in groups[field.metadata["group"]] if flag in a.option_strings]
+        assert action.help and "(default: " in action.help, flag
+    text = train.format_help()
+    assert all(f"\n{title}:\n" in text for title in OPTION_GROUPS)
+
+
+def test_help_answers_without_importing_the_translation_workflow():
+    code = (
+        "import sys\n"
+        "from keras_transformer.cli import main\n"
+        "try:\n"
+        "    main(['train', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'keras_nlp', 'keras_hub', 'tensorflow_text', 'sacrebleu', 'sentencepiece'}\n"
+        f"heavy |= {{'tensorflow'}} if {BACKEND!r} != 'tensorflow' else set()\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines()[-1] == "[]"
+    assert "--time-budget" in result.stdout

@@ -5,7 +5,7 @@ import hashlib
 import itertools
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -196,3 +196,14 @@ def _assign_splits(hashes: np.ndarray, validation: float, test: float, seed: int
 def _pair_hash(pair: Pair) -> int:
     digest = hashlib.blake2b("\t".join(pair).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little")
+
+
+def fingerprint_pairs(pairs: Iterable[Pair]) -> dict:
+    """How many pairs and a SHA-256 digest of them in order: equal for
+    equal pairs, whichever file or list they come from."""
+    digest = hashlib.sha256()
+    count = 0
+    for source, target in pairs:
+        digest.update(f"{source}\t{target}\n".encode())
+        count += 1
+    return {"pairs": count, "sha256": digest.hexdigest()}

@@ -203,7 +203,7 @@ class DecoderBlock(TransformerBlock):
 
     def compute_cross_attention_cache(self, encoder_outputs):
         """The cross-attention keys and values of `encoder_outputs`, `(batch,
-        2, source_len, num_heads, key_dim)`, to pass as
+        2, num_heads, source_len, key_dim)`, to pass as
         `cross_attention_cache` at every decoding step."""
         return self.cross_attention.compute_key_value_cache(encoder_outputs)
 

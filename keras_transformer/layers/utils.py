@@ -1,29 +1,38 @@
 """Small helpers the layers share."""
 
+import hashlib
+
 import keras
 
-# What a layer adds to its seed for each random sublayer, as (base, stride):
-# the `index`-th sublayer of a kind gets `seed + base + stride * index`. The
-# offsets are distinct and fixed, so that a seed keeps giving the same dropout.
-SEED_OFFSETS = {
-    # In a `Transformer`: its embeddings, and its blocks by layer index.
-    "source_embedding": (0, 0),
-    "target_embedding": (1, 0),
-    "encoder_block": (10, 10),
-    "decoder_block": (15, 10),
-    # In a block: the dropout on each sublayer's output, and each attention's
-    # dropout on its probabilities, by the sublayer's position in the block
-    # (self-attention 0; cross-attention 1; the feed-forward network last).
-    "sublayer_dropout": (0, 1),
-    "attention_dropout": (100, 1),
-}
+# The kinds of random sublayers a seeded layer derives seeds for: in a
+# `Transformer`, its embeddings and its blocks (by layer index); in a block,
+# the dropout on each sublayer's output and each attention's dropout on its
+# probabilities (by the sublayer's position: self-attention 0,
+# cross-attention 1, the feed-forward network last).
+SEEDED_SUBLAYERS = (
+    "source_embedding",
+    "target_embedding",
+    "encoder_block",
+    "decoder_block",
+    "sublayer_dropout",
+    "attention_dropout",
+)
 
 
 def sub_seed(seed: int | None, sublayer: str, index: int = 0) -> int | None:
-    """The seed of the `index`-th random sublayer of kind `sublayer` (a key
-    of `SEED_OFFSETS`) of a layer seeded with `seed`; None if `seed` is."""
-    base, stride = SEED_OFFSETS[sublayer]
-    return None if seed is None else seed + base + stride * index
+    """The seed of the `index`-th random sublayer of kind `sublayer` (one of
+    `SEEDED_SUBLAYERS`) of a layer seeded with `seed`; None if `seed` is.
+
+    A hash of the three, below 2**31: the same seed always gives the same
+    dropout, and the sublayers of a model of any depth get distinct seeds
+    (two of a hundred collide with odds of about 2e-6).
+    """
+    if sublayer not in SEEDED_SUBLAYERS:
+        raise ValueError(f"`sublayer` must be one of {SEEDED_SUBLAYERS}. Received: {sublayer!r}")
+    if seed is None:
+        return None
+    digest = hashlib.blake2b(f"{seed}/{sublayer}/{index}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") >> 1
 
 
 def clone_initializer(initializer):

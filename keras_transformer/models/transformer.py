@@ -8,14 +8,16 @@ from keras_transformer.layers.decoder_block import DecoderBlock
 from keras_transformer.layers.encoder_block import EncoderBlock
 from keras_transformer.layers.input_embedding import InputEmbedding
 from keras_transformer.layers.utils import sub_seed
-from keras_transformer.models.generation import (
-    Generator,
+from keras_transformer.models.decoding import (
+    CacheInfo,
+    CompiledDecoder,
+    DecoderCache,
     check_generate_arguments,
-    make_sampler,
     pad_after_end,
-    sampler_key,
 )
+from keras_transformer.models.samplers import choose_sampler, sampler_key
 from keras_transformer.validation import check_positive_int
+from keras_transformer.version import __version__
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -62,6 +64,10 @@ class Transformer(keras.Model):
     the Keras mask of the target padding, so Keras losses and metrics skip
     padded positions.
 
+    `generate` compiles one decoder per sampler setting and keeps the
+    `max_cached_decoders` (8) most recently used; `decoder_cache_info()`
+    says how many were compiled.
+
     Example:
 
     >>> model = keras_transformer.Transformer(
@@ -75,6 +81,8 @@ class Transformer(keras.Model):
     Reference:
         Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
     """
+
+    max_cached_decoders = 8
 
     def __init__(
         self,
@@ -295,27 +303,36 @@ class Transformer(keras.Model):
             start_token_id,
             end_token_id,
             max_length,
-            sampler,
-            num_beams,
-            seed,
             run_eagerly,
         )
+        sampler = choose_sampler(sampler, num_beams, seed)
         run_eagerly = self.run_eagerly if run_eagerly is None else run_eagerly
-        generator = self._generator(sampler, num_beams, seed, run_eagerly)
+        decoder = self._decoder(sampler, run_eagerly)
         prompt = np.zeros((len(encoder_inputs), max_length), "int32")
         prompt[:, 0] = start_token_id
-        token_ids = generator(encoder_inputs.astype("int32"), prompt, end_token_id)
+        token_ids = decoder(encoder_inputs.astype("int32"), prompt, end_token_id)
         token_ids = pad_after_end(ops.convert_to_numpy(token_ids), end_token_id)
         return _trim_padding_columns(token_ids)
 
-    def _generator(self, sampler, num_beams, seed, run_eagerly) -> Generator:
-        """The decoder of a sampler, made on its first use. Decoders are
-        plain state, kept out of Keras's tracking and saving."""
-        generators = self.__dict__.setdefault("_generators", {})
-        key = (sampler_key(sampler, num_beams, seed), run_eagerly)
-        if key not in generators:
-            generators[key] = Generator(self, make_sampler(sampler, num_beams, seed), run_eagerly)
-        return generators[key]
+    def decoder_cache_info(self) -> CacheInfo:
+        """How `generate` used its compiled decoders: `hits`, `misses` (each
+        a decoder compiled), `maxsize` and `currsize`, as
+        `functools.lru_cache`'s `cache_info()`. Requests with equal samplers
+        (the same name and settings, or sampler objects of one class with an
+        equal `get_config()`) share one decoder; the least recently used is
+        dropped beyond `max_cached_decoders`."""
+        return self._decoders().info()
+
+    def _decoder(self, sampler, run_eagerly) -> CompiledDecoder:
+        key = (sampler_key(sampler), run_eagerly)
+        return self._decoders().get(key, lambda: CompiledDecoder(self, sampler, run_eagerly))
+
+    def _decoders(self) -> DecoderCache:
+        """Made on first use; plain state, kept out of Keras's tracking and
+        saving."""
+        if "_decoder_cache" not in self.__dict__:
+            self.__dict__["_decoder_cache"] = DecoderCache(self.max_cached_decoders)
+        return self.__dict__["_decoder_cache"]
 
     def get_config(self):
         return {
@@ -338,11 +355,13 @@ class Transformer(keras.Model):
             "share_embeddings": self.share_embeddings,
             "tie_output_embedding": self.tie_output_embedding,
             "seed": self.seed,
+            "keras_transformer_version": __version__,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        config.pop("keras_transformer_version", None)  # the version that saved it
         if "dtype" in config and isinstance(config["dtype"], dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)

@@ -3,43 +3,15 @@ budget, and a callback that ends training when the budget is spent."""
 
 import dataclasses
 import math
-import re
 import time
 from collections.abc import Callable
 
 import keras
 import numpy as np
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
-_SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600}
 # A forward pass (validation) costs about a third of a training step, and so
 # does compiling it.
 _FORWARD_SHARE = 1 / 3
-
-
-def parse_duration(text: str | float) -> float:
-    """Seconds in a duration: a number of seconds, or a number followed by
-    `s`, `m` or `h` (`"600"`, `"90s"`, `"10m"`, `"1.5h"`); raises
-    `ValueError` naming anything else.
-
-    Example:
-
-    >>> keras_transformer.training.parse_duration("10m")
-    600.0
-    """
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        seconds = float(text)
-    else:
-        match = _DURATION.match(str(text))
-        if not match:
-            raise ValueError(
-                "A duration must be a number of seconds, or a number followed by s, m or h "
-                f"(such as 600, 90s, 10m, 1.5h). Received: {text!r}"
-            )
-        seconds = float(match[1]) * _SECONDS_PER_UNIT[match[2]]
-    if not seconds > 0:
-        raise ValueError(f"A duration must be more than 0 seconds. Received: {text!r}")
-    return seconds
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,46 +1,46 @@
 """From sentence pairs to a saved translator: tokenizers, training run,
-evaluation and pictures."""
+evaluation and pictures.
 
-from keras_transformer.translation.batching import TokenBatches, TokenCorpus
-from keras_transformer.translation.evaluation import evaluate_translator, score_translations
-from keras_transformer.translation.run import (
-    RunDirectoryError,
-    TrainingOptions,
-    load_translator,
-    train_translator,
-)
-from keras_transformer.translation.tokenizers import (
-    END_ID,
-    PADDING_ID,
-    START_ID,
-    UNKNOWN_ID,
-    detokenize,
-    same_characters,
-    tokenize,
-    train_tokenizer,
-    train_tokenizers,
-    training_arrays,
-)
-from keras_transformer.translation.translator import Translator
+Its modules are imported when one of their names is first used, so that
+`import keras_transformer` does not load the training workflow (keras-nlp,
+TensorFlow's text ops, matplotlib) until it is needed.
+"""
 
-__all__ = [
-    "END_ID",
-    "PADDING_ID",
-    "START_ID",
-    "UNKNOWN_ID",
-    "RunDirectoryError",
-    "TokenBatches",
-    "TokenCorpus",
-    "TrainingOptions",
-    "Translator",
-    "detokenize",
-    "evaluate_translator",
-    "load_translator",
-    "same_characters",
-    "score_translations",
-    "tokenize",
-    "train_tokenizer",
-    "train_tokenizers",
-    "train_translator",
-    "training_arrays",
-]
+import importlib
+
+# Each public name, and the module of this package that defines it.
+_MODULES = {
+    "END_ID": "tokenizers",
+    "PADDING_ID": "tokenizers",
+    "START_ID": "tokenizers",
+    "UNKNOWN_ID": "tokenizers",
+    "RunDirectoryError": "run",
+    "TokenBatches": "batching",
+    "TokenCorpus": "batching",
+    "TrainingOptions": "options",
+    "Translator": "translator",
+    "detokenize": "tokenizers",
+    "evaluate_translator": "evaluation",
+    "load_translator": "run",
+    "same_characters": "tokenizers",
+    "score_translations": "evaluation",
+    "tokenize": "tokenizers",
+    "train_tokenizer": "tokenizers",
+    "train_tokenizers": "tokenizers",
+    "train_translator": "run",
+    "training_arrays": "tokenizers",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str):
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULES})

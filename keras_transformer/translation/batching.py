@@ -18,8 +18,8 @@ import keras
 import numpy as np
 
 from keras_transformer.data.pairs import Pair
-from keras_transformer.data.special_ids import END_ID, PADDING_ID, START_ID
 from keras_transformer.saving import write_text_atomically
+from keras_transformer.translation.tokenizers import fits, nothing_fits, seq2seq_arrays, tokenize
 from keras_transformer.validation import check_positive_int
 
 _MANIFEST = "manifest.json"
@@ -81,8 +81,6 @@ class TokenCorpus:
         was built from the same pairs, tokenizers and `max_length` and is
         intact, else tokenized afresh (a stale or damaged cache is
         replaced)."""
-        from keras_transformer.translation.tokenizers import tokenize
-
         fingerprint = corpus_fingerprint(source_tokenizer, target_tokenizer, pairs, max_length)
         try:
             corpus = cls(directory)
@@ -102,7 +100,7 @@ class TokenCorpus:
                 target_rows = tokenize(target_tokenizer, [t for _, t in chunk])
                 kept = []  # (source length, target length) of the chunk's kept pairs
                 for source, target in zip(source_rows, target_rows, strict=True):
-                    if len(source) > max_length or len(target) + 1 > max_length:
+                    if not fits(source, target, max_length):
                         skipped += 1
                         continue
                     sources.write(np.asarray(source, "int32").tobytes())
@@ -111,7 +109,7 @@ class TokenCorpus:
                 chunk_lengths.append(np.array(kept, "int32").reshape(-1, 2))
         lengths = np.concatenate(chunk_lengths)  # (kept pairs, 2)
         if not len(lengths):
-            raise ValueError(f"No pair fits in `max_length`={max_length} tokens.")
+            raise nothing_fits(max_length)
         np.save(os.path.join(directory, "lengths.npy"), lengths)
         manifest = {
             "fingerprint": fingerprint,
@@ -286,17 +284,7 @@ class TokenBatches(keras.utils.PyDataset):
         members, source_len, target_len = self._batches[index]
         rows = self.rows_for(max(source_len, target_len))
         sources, targets = self.corpus.read(members)
-        encoder_inputs = np.full((rows, source_len), PADDING_ID, "int32")
-        decoder_inputs = np.full((rows, target_len), PADDING_ID, "int32")
-        labels = np.full((rows, target_len), PADDING_ID, "int32")
-        for row, (source, target) in enumerate(zip(sources, targets, strict=True)):
-            encoder_inputs[row, : len(source)] = source
-            decoder_inputs[row, 0] = START_ID
-            decoder_inputs[row, 1 : len(target) + 1] = target
-            labels[row, : len(target)] = target
-            labels[row, len(target)] = END_ID
-        inputs = {"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs}
-        return inputs, labels
+        return seq2seq_arrays(sources, targets, source_len, target_len, rows=rows)
 
     def shapes(self) -> collections.Counter:
         """Batches of each `(source_len, target_len)` shape in this epoch."""

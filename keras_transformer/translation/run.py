@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import keras
 
-from keras_transformer.data.pairs import Pair, as_field
+from keras_transformer.data.pairs import Pair, as_field, fingerprint_pairs
 from keras_transformer.layers.positional_encoding import sinusoidal_encoding
 from keras_transformer.models.transformer import Transformer
 from keras_transformer.saving import save_atomically, write_text_atomically
@@ -22,133 +22,32 @@ from keras_transformer.training.distribution import TrainingDevices
 from keras_transformer.training.time_budget import (
     BudgetPlan,
     TimeBudget,
-    parse_duration,
     time_training_step,
 )
 from keras_transformer.translation import plots
 from keras_transformer.translation.batching import EpochShuffle, TokenBatches, TokenCorpus
 from keras_transformer.translation.evaluation import evaluate_translator
+from keras_transformer.translation.options import BUDGET_EPOCHS, DEFAULT_EPOCHS, TrainingOptions
 from keras_transformer.translation.tokenizers import (
-    TOKENIZER_KINDS,
     load_tokenizer,
     same_characters,
     save_tokenizer,
     train_tokenizers,
 )
 from keras_transformer.translation.translator import Translator
-from keras_transformer.validation import check_choice, check_positive_int, check_rate
 
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
 TRANSLATIONS_FILE = "test_translations.tsv"
 STATE_DIRECTORY = "training_state"
-DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # The tokenizers of a larger corpus are fitted to about this many characters
 # of its training pairs, spread evenly: SentencePiece's training took about
 # 21 bytes per character on the spelled_digits task (docs/tasks.md), so some
 # 200 MiB here, whatever the size of the corpus.
 TOKENIZER_CHARACTERS = 10_000_000
-# Epochs without a time budget when `epochs` is not given; with one, the
-# budget decides, within this many.
-DEFAULT_EPOCHS = 5
-BUDGET_EPOCHS = 10_000
-
-
-@dataclasses.dataclass
-class TrainingOptions:
-    """What a training run builds and how long it trains. The defaults are
-    chosen on a suite of different tasks (`benchmarks/tasks.py`,
-    docs/tasks.md), not on one.
-
-    `epochs` is a maximum (None: 5, or no limit with a `time_budget`):
-    training stops earlier after `patience` epochs without a lower
-    validation loss, and the best epoch's weights are kept (or, with
-    `average_checkpoints` > 1, the mean of the last that many epochs'
-    weights). With `time_budget` (seconds, or a string such as `"10m"`),
-    training also stops when that much time has been spent training, and
-    the learning rate decays to zero there instead of at the last epoch: how
-    many batches fit is estimated from timed steps before training.
-
-    Batches hold about `batch_tokens` tokens of pairs of similar lengths;
-    `accumulate_steps` > 1 averages the gradients of that many batches per
-    update. The learning rate follows the paper's warmup and
-    inverse-square-root schedule, times a linear decay that reaches zero at
-    the end of training unless `decay_to_zero` is False. `vocabulary_size`
-    None sizes the vocabulary from the data; `shared_vocabulary` trains one
-    vocabulary for both sides and shares the embeddings and the output
-    projection, as the paper does (None: where both sides are written in
-    the same characters, `same_characters`).
-    `beams` is the beam width of the evaluation on the test split (the
-    paper's 4, with its length penalty 0.6; 1 decodes greedily).
-    """
-
-    epochs: int | None = None
-    time_budget: float | str | None = None
-    patience: int = 3
-    batch_tokens: int = 1024
-    accumulate_steps: int = 1
-    num_layers: int = 2
-    d_model: int = 128
-    num_heads: int = 4
-    ff_dim: int = 512
-    dropout: float = 0.1
-    label_smoothing: float = 0.1
-    warmup_steps: int = 500
-    learning_rate_scale: float = 1.0
-    decay_to_zero: bool = True
-    tokenizer: str = "sentencepiece"
-    vocabulary_size: int | None = None
-    shared_vocabulary: bool | None = None
-    max_length: int = 128
-    average_checkpoints: int = 1
-    dtype_policy: str = "float32"
-    beams: int = 4
-    seed: int = 0
-
-    def check(self) -> "TrainingOptions":
-        """Raises `ValueError` naming the first option out of range."""
-        if self.epochs is not None:
-            check_positive_int("epochs", self.epochs)
-        if self.time_budget is not None:
-            self.time_budget = parse_duration(self.time_budget)
-        for name in (
-            "patience",
-            "batch_tokens",
-            "accumulate_steps",
-            "num_layers",
-            "d_model",
-            "num_heads",
-            "ff_dim",
-            "warmup_steps",
-            "max_length",
-            "average_checkpoints",
-            "beams",
-        ):
-            check_positive_int(name, getattr(self, name))
-        if self.vocabulary_size is not None:
-            check_positive_int("vocabulary_size", self.vocabulary_size)
-        check_rate("dropout", self.dropout)
-        check_rate("label_smoothing", self.label_smoothing)
-        check_choice("tokenizer", self.tokenizer, TOKENIZER_KINDS)
-        check_choice("dtype_policy", self.dtype_policy, DTYPE_POLICIES)
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"`d_model` must be divisible by `num_heads`. "
-                f"Received: d_model={self.d_model}, num_heads={self.num_heads}"
-            )
-        if not self.learning_rate_scale > 0:
-            raise ValueError(
-                "`learning_rate_scale` must be > 0. "
-                f"Received: learning_rate_scale={self.learning_rate_scale}"
-            )
-        return self
-
-    @property
-    def max_epochs(self) -> int:
-        """`epochs`, or its default with or without a time budget."""
-        if self.epochs is not None:
-            return self.epochs
-        return DEFAULT_EPOCHS if self.time_budget is None else BUDGET_EPOCHS
+SPLITS = ("train", "validation", "test")
+# Options that change no trained weight: a resumed run may change them.
+EVALUATION_OPTIONS = ("beams",)
 
 
 def tokenizer_sample(pairs: Sequence[Pair], characters: int = TOKENIZER_CHARACTERS) -> list[Pair]:
@@ -192,12 +91,13 @@ def train_translator(
     _check_splits(splits)
     if devices is not None:
         devices.check_widths(d_model=options.d_model, ff_dim=options.ff_dim)
-    state = _RunState(directory, options)
-    keras.utils.set_random_seed(options.seed)
     sample = tokenizer_sample(splits["train"])
     if options.shared_vocabulary is None:
         shared = same_characters([source for source, _ in sample], [target for _, target in sample])
         options = dataclasses.replace(options, shared_vocabulary=shared)
+    data = {split: fingerprint_pairs(splits[split]) for split in SPLITS}
+    state = _RunState(directory, options, data)
+    keras.utils.set_random_seed(options.seed)
     source_tokenizer, target_tokenizer = state.tokenizers(sample, options.shared_vocabulary)
     train, validation = state.batches(source_tokenizer, target_tokenizer, splits, devices)
     log(
@@ -264,16 +164,14 @@ def train_translator(
         "options": dataclasses.asdict(options),
     }
     translations = metrics.pop("translations")
-    write_text_atomically(
-        os.path.join(directory, METRICS_FILE), json.dumps(metrics, indent=2) + "\n"
-    )
+    _write_json(os.path.join(directory, METRICS_FILE), metrics)
     if pictures:
         _draw_pictures(directory, translator, splits["test"][0][0], history)
     return {**metrics, "translations": translations}
 
 
 def _check_splits(splits) -> None:
-    for split in ("train", "validation", "test"):
+    for split in SPLITS:
         if not splits.get(split):
             raise ValueError(f"`splits[{split!r}]` must hold at least one pair.")
 
@@ -392,7 +290,7 @@ class _RunState:
     per-epoch history, the checkpoints and Keras's backup of the last
     epoch."""
 
-    def __init__(self, directory, options: TrainingOptions):
+    def __init__(self, directory, options: TrainingOptions, data: dict):
         self.directory = directory
         self.root = os.path.join(directory, STATE_DIRECTORY)
         self.backup = os.path.join(self.root, "backup")
@@ -401,21 +299,46 @@ class _RunState:
         self.resuming = os.path.exists(os.path.join(self.backup, "training_metadata.json"))
         os.makedirs(self.root, exist_ok=True)
         options_path = os.path.join(self.root, "options.json")
-        saved_options = dataclasses.asdict(options)
+        data_path = os.path.join(self.root, "data.json")
         if self.resuming:
-            with open(options_path, encoding="utf-8") as file:
-                saved = json.load(file)
-            changed = {k: (saved.get(k), v) for k, v in saved_options.items() if saved.get(k) != v}
-            if changed:
-                raise RunDirectoryError(
-                    f"{directory} holds an unfinished run with other options "
-                    f"({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())}); "
-                    "repeat its command to resume it, or choose another directory"
-                )
-        else:
-            write_text_atomically(options_path, json.dumps(saved_options, indent=2) + "\n")
-            for stale in (self.history_path, os.path.join(self.root, "checkpoints")):
-                _remove(stale)
+            self._check_resumable(_read_json(options_path), _read_json(data_path), data)
+            return
+        _write_json(options_path, dataclasses.asdict(options))
+        _write_json(data_path, data)
+        for stale in (self.history_path, os.path.join(self.root, "checkpoints")):
+            _remove(stale)
+
+    def _check_resumable(self, saved_options: dict, saved_data: dict | None, data: dict) -> None:
+        """Raises `RunDirectoryError` unless the unfinished run was trained
+        with the same options (those that change its weights) on the same
+        pairs (runs that saved no fingerprint of their pairs are not
+        checked for them)."""
+        saved, given = _weight_options(saved_options), _weight_options(self.options)
+        if saved.get("shared_vocabulary") is None:  # decided from the same data then
+            saved["shared_vocabulary"] = given["shared_vocabulary"]
+        changed = [
+            f"{name}: {saved.get(name)} -> {given.get(name)}"
+            for name in {**saved, **given}
+            if saved.get(name) != given.get(name)
+        ]
+        if changed:
+            raise RunDirectoryError(
+                f"{self.directory} holds an unfinished run with other options "
+                f"({', '.join(changed)}); repeat its command to resume it, "
+                "or choose another directory"
+            )
+        if saved_data is not None and saved_data != data:
+            described = {
+                split: (_describe_pairs(saved_data.get(split)), _describe_pairs(data[split]))
+                for split in SPLITS
+                if saved_data.get(split) != data[split]
+            }
+            changed = [f"{split}: {old} -> {new}" for split, (old, new) in described.items()]
+            raise RunDirectoryError(
+                f"{self.directory} holds an unfinished run on other pairs "
+                f"({'; '.join(changed)}); resume it with its own data, "
+                "or choose another directory"
+            )
 
     def tokenizers(self, sample, shared: bool):
         """The run's tokenizers: fitted to `sample` (of the training pairs)
@@ -466,7 +389,7 @@ class _RunState:
             with open(path, encoding="utf-8") as file:
                 return BudgetPlan(**json.load(file))
         plan = estimate()
-        write_text_atomically(path, json.dumps(dataclasses.asdict(plan), indent=2) + "\n")
+        _write_json(path, dataclasses.asdict(plan))
         return plan
 
     def checkpoints(self) -> EpochCheckpoints:
@@ -494,6 +417,36 @@ class _RunState:
         epochs = [records[epoch] for epoch in sorted(records)]
         names = [name for name in (epochs[0] if epochs else {}) if name != "epoch"]
         return {name: [float(record[name]) for record in epochs] for name in names}
+
+
+def _weight_options(options: TrainingOptions | dict) -> dict:
+    """The options that change a run's trained weights, `epochs` as the
+    maximum it stands for."""
+    if isinstance(options, TrainingOptions):
+        options = dataclasses.asdict(options)
+    weights = {name: value for name, value in options.items() if name not in EVALUATION_OPTIONS}
+    if weights.get("epochs") is None:
+        budget = weights.get("time_budget") is not None
+        weights["epochs"] = BUDGET_EPOCHS if budget else DEFAULT_EPOCHS
+    return weights
+
+
+def _describe_pairs(fingerprint: dict | None) -> str:
+    if fingerprint is None:
+        return "none"
+    return f"{fingerprint['pairs']} pairs, sha256 {fingerprint['sha256'][:12]}"
+
+
+def _write_json(path: str, value) -> None:
+    write_text_atomically(path, json.dumps(value, indent=2) + "\n")
+
+
+def _read_json(path: str) -> dict | None:
+    """The JSON object in `path`, or None where there is no file."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
 
 
 def _remove(path: str) -> None:

@@ -266,10 +266,17 @@ def tokens_of(tokenizer, token_ids: Sequence[int]) -> list[str]:
     return [str(tokenizer.id_to_token(int(token))) for token in token_ids]
 
 
-def pack(rows: Sequence[Sequence[int]], length: int, start: bool = False, end: bool = False):
+def pack(
+    rows: Sequence[Sequence[int]],
+    length: int,
+    start: bool = False,
+    end: bool = False,
+    count: int | None = None,
+):
     """Rows of ids, framed by the start and/or end id, padded with 0 to
-    `(len(rows), length)` int32; a row that does not fit raises."""
-    packed = np.zeros((len(rows), length), "int32")
+    `(count, length)` int32 (`count` defaults to `len(rows)`; the rows past
+    `len(rows)` are all padding); a row that does not fit raises."""
+    packed = np.zeros((len(rows) if count is None else count, length), "int32")
     for index, row in enumerate(rows):
         framed = [START_ID] * start + list(row) + [END_ID] * end
         if len(framed) > length:
@@ -278,29 +285,42 @@ def pack(rows: Sequence[Sequence[int]], length: int, start: bool = False, end: b
     return packed
 
 
+def fits(source: Sequence[int], target: Sequence[int], max_length: int) -> bool:
+    """Whether a pair of source and target ids (without start or end id)
+    fits in `max_length`: its source, and its target with one added id."""
+    return len(source) <= max_length and len(target) + 1 <= max_length
+
+
+def nothing_fits(max_length: int) -> ValueError:
+    return ValueError(f"No pair fits in `max_length`={max_length} tokens.")
+
+
+def seq2seq_arrays(sources, targets, source_length: int, target_length: int, rows=None):
+    """`(inputs, labels)` for `model.fit` from rows of source and target ids:
+    encoder inputs are the source ids, decoder inputs the target ids after a
+    start id, labels the target ids followed by an end id; padded with 0 to
+    `source_length` / `target_length` and to `rows` rows."""
+    inputs = {
+        "encoder_inputs": pack(sources, source_length, count=rows),  # (rows, source_length)
+        "decoder_inputs": pack(targets, target_length, start=True, count=rows),
+    }
+    return inputs, pack(targets, target_length, end=True, count=rows)  # (rows, target_length)
+
+
 def training_arrays(source_tokenizer, target_tokenizer, pairs, max_length: int):
     """`(inputs, labels, skipped)` for `model.fit` from (source, target)
-    text pairs: encoder inputs are the source ids, decoder inputs the target
-    ids after a start id, labels the target ids followed by an end id. Pairs
-    with a side longer than `max_length` ids (framing included) are left out
-    and counted in `skipped`; the arrays are padded to the longest kept
-    pair."""
+    text pairs, as `seq2seq_arrays` makes them. Pairs that do not `fit` in
+    `max_length` ids are left out and counted in `skipped`; the arrays are
+    padded to the longest kept pair."""
     sources = tokenize(source_tokenizer, [source for source, _ in pairs])
     targets = tokenize(target_tokenizer, [target for _, target in pairs])
-    kept = [
-        (source, target)
-        for source, target in zip(sources, targets, strict=True)
-        if len(source) <= max_length and len(target) + 1 <= max_length
-    ]
+    kept = [pair for pair in zip(sources, targets, strict=True) if fits(*pair, max_length)]
     if not kept:
-        raise ValueError(f"No pair fits in `max_length`={max_length} tokens.")
-    source_length = max(len(source) for source, _ in kept)
-    target_length = max(len(target) for _, target in kept) + 1
-    inputs = {
-        "encoder_inputs": pack([source for source, _ in kept], source_length),
-        "decoder_inputs": pack([target for _, target in kept], target_length, start=True),
-    }
-    labels = pack([target for _, target in kept], target_length, end=True)
+        raise nothing_fits(max_length)
+    sources, targets = [source for source, _ in kept], [target for _, target in kept]
+    source_length = max(len(source) for source in sources)
+    target_length = max(len(target) for target in targets) + 1
+    inputs, labels = seq2seq_arrays(sources, targets, source_length, target_length)
     return inputs, labels, len(pairs) - len(kept)
 
 

@@ -14,6 +14,7 @@ from keras_transformer.translation.tokenizers import (
     tokens_of,
 )
 from keras_transformer.validation import check_positive_int
+from keras_transformer.version import __version__
 
 # Source batches are padded to a multiple of this many tokens, so that
 # compiled decoders are reused across batches.
@@ -92,23 +93,26 @@ class Translator(keras.Model):
         progress: Callable[[int, int], None] | None = None,
     ) -> list[str]:
         """Translations of `sentences`, in their order: greedy with
-        `beams=1`, else beam search with the paper's length penalty.
+        `beams=1`, else beam search with the paper's length penalty. A blank
+        sentence (empty or only spaces) is translated to `""`.
 
         Sentences are translated in batches of similar token lengths, so
         that short ones are not padded to the longest; `progress(done,
-        total)` is called after each batch."""
+        total)` is called after each batch, `total` counting the sentences
+        that are not blank."""
         check_positive_int("beams", beams)
         check_positive_int("batch_size", batch_size)
         sentences = list(sentences)
-        rows = tokenize(self.source_tokenizer, sentences)
-        order = sorted(range(len(sentences)), key=lambda index: len(rows[index]))
-        batch_rows = min(batch_size, len(sentences))
         translations = [""] * len(sentences)
+        to_translate = [index for index, sentence in enumerate(sentences) if sentence.strip()]
+        rows = tokenize(self.source_tokenizer, [sentences[index] for index in to_translate])
+        order = sorted(range(len(rows)), key=lambda position: len(rows[position]))
+        batch_rows = min(batch_size, max(len(rows), 1))
         for begin in range(0, len(order), batch_rows):
             batch = order[begin : begin + batch_rows]
-            texts = self._translate_batch([rows[index] for index in batch], beams, batch_rows)
-            for index, text in zip(batch, texts, strict=True):
-                translations[index] = text
+            texts = self._translate_batch([rows[position] for position in batch], beams, batch_rows)
+            for position, text in zip(batch, texts, strict=True):
+                translations[to_translate[position]] = text
             if progress is not None:
                 progress(begin + len(batch), len(order))
         return translations
@@ -162,6 +166,7 @@ class Translator(keras.Model):
                 "source_tokenizer": keras.saving.serialize_keras_object(self.source_tokenizer),
                 "target_tokenizer": keras.saving.serialize_keras_object(self.target_tokenizer),
                 "max_output_length": self.max_output_length,
+                "keras_transformer_version": __version__,
             }
         )
         return config
@@ -169,6 +174,7 @@ class Translator(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        config.pop("keras_transformer_version", None)  # the version that saved it
         for name in ("transformer", "source_tokenizer", "target_tokenizer"):
             config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)

@@ -5,7 +5,7 @@ import pytest
 
 from keras_transformer import BeamSearch, Transformer
 from keras_transformer.data import END_TOKEN_ID, START_TOKEN_ID, make_reverse_task
-from keras_transformer.models.generation import pad_after_end
+from keras_transformer.models.decoding import pad_after_end
 from tests.helpers import to_numpy
 
 MAX_LENGTH = 12
@@ -127,13 +127,49 @@ def test_top_k_of_one_is_greedy(trained_reverser, sources):
     )
 
 
-def test_one_trace_per_shape(trained_reverser, sources):
+def count_encodings(model, monkeypatch):
+    """A list that grows by one each time decoding runs `model.encode`: once
+    per trace of a compiled decoder, once per call of an eager one."""
+    calls = []
+    encode = model.encode
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(model, "encode", counted)
+    return calls
+
+
+def test_one_trace_per_shape(trained_reverser, sources, monkeypatch):
     generate(trained_reverser, sources)
-    generator = trained_reverser._generator("greedy", None, None, run_eagerly=False)
-    traces = generator.trace_count
+    encodings = count_encodings(trained_reverser, monkeypatch)
     generate(trained_reverser, sources[::-1])
-    expected = traces + (1 if keras.backend.backend() == "torch" else 0)
-    assert generator.trace_count == expected
+    assert len(encodings) == (1 if keras.backend.backend() == "torch" else 0)
+
+
+def test_equal_sampler_objects_share_one_decoder(trained_reverser, sources):
+    before = trained_reverser.decoder_cache_info()
+    for _ in range(50):
+        generate(trained_reverser, sources[:2], sampler=BeamSearch(num_beams=3))
+    generate(trained_reverser, sources[:2], sampler="beam", num_beams=3)  # the same sampler
+    after = trained_reverser.decoder_cache_info()
+    assert after.misses == before.misses + 1
+    assert after.hits == before.hits + 50
+    generate(trained_reverser, sources[:2], sampler=BeamSearch(num_beams=3, length_penalty=1.0))
+    assert trained_reverser.decoder_cache_info().misses == before.misses + 2
+
+
+def test_decoder_cache_drops_the_least_recently_used(monkeypatch):
+    monkeypatch.setattr(Transformer, "max_cached_decoders", 2)
+    model = Transformer(15, 15, num_layers=1, d_model=8, num_heads=2, ff_dim=16)
+    sources = np.full((2, 4), 3, "int32")
+    for sampler in ("greedy", BeamSearch(2), BeamSearch(3), "greedy"):
+        model.generate(sources, 1, 2, max_length=4, sampler=sampler)
+        assert model.decoder_cache_info().currsize <= 2
+    assert model.decoder_cache_info().misses == 4  # greedy was dropped, then made again
+    model.generate(sources, 1, 2, max_length=4, sampler=BeamSearch(3))
+    assert model.decoder_cache_info().hits == 1
 
 
 def test_eager_decoding_equals_compiled_decoding(trained_reverser, sources):

@@ -8,7 +8,8 @@ import pytest
 
 from keras_transformer import Transformer
 from keras_transformer.data import END_TOKEN_ID, START_TOKEN_ID, make_reverse_task
-from keras_transformer.models.generation import TorchTracedStep
+from keras_transformer.models.decoding import TorchTracedStep
+from keras_transformer.models.samplers import choose_sampler
 from tests.helpers import BACKEND
 
 pytestmark = pytest.mark.skipif(BACKEND != "torch", reason="torch's decoding step")
@@ -43,7 +44,7 @@ def decode(model, sources, **kwargs):
 
 
 def traced_step(model, sampler="greedy"):
-    return model._generator(sampler, None, None, run_eagerly=False).decoder_step
+    return model._decoder(choose_sampler(sampler), run_eagerly=False).decoder_step
 
 
 @pytest.mark.parametrize("sampler", ["greedy", "beam"])

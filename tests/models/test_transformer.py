@@ -207,12 +207,27 @@ def test_attention_scores_cover_every_layer_and_skip_source_padding():
     assert np.all(cross[0, :, :, 3] == 0)
 
 
-def test_sublayer_seeds_are_fixed_offsets_of_the_seed():
-    model = small_model(seed=3)
-    assert (model.source_embedding.seed, model.target_embedding.seed) == (3, 4)
-    assert [block.seed for block in model.encoder_blocks] == [13, 23]
-    assert [block.seed for block in model.decoder_blocks] == [18, 28]
-    block = model.decoder_blocks[1]
-    assert (block.self_attention.seed, block.cross_attention.seed) == (128, 129)
-    dropouts = (block.self_attention_dropout, block.cross_attention_dropout)
-    assert [d.seed for d in (*dropouts, block.feed_forward_dropout)] == [28, 29, 30]
+def random_sublayer_seeds(model) -> list[int]:
+    """The seeds of every dropout of `model`: its embeddings', and each
+    block's on attention probabilities and on sublayer outputs."""
+    seeds = [model.source_embedding.seed, model.target_embedding.seed]
+    for block in (*model.encoder_blocks, *model.decoder_blocks):
+        attentions = [block.self_attention, getattr(block, "cross_attention", None)]
+        dropouts = [
+            block.self_attention_dropout,
+            getattr(block, "cross_attention_dropout", None),
+            block.feed_forward_dropout,
+        ]
+        seeds += [layer.seed for layer in (*attentions, *dropouts) if layer is not None]
+    return seeds
+
+
+def test_every_random_sublayer_has_its_own_seed_at_any_depth():
+    model = Transformer(20, 20, num_layers=12, d_model=8, num_heads=2, ff_dim=16, seed=3)
+    seeds = random_sublayer_seeds(model)
+    assert len(seeds) == 2 + 12 * 3 + 12 * 5  # an encoder block has no cross-attention
+    assert len(set(seeds)) == len(seeds)
+    again = Transformer(20, 20, num_layers=12, d_model=8, num_heads=2, ff_dim=16, seed=3)
+    assert random_sublayer_seeds(again) == seeds
+    other = Transformer(20, 20, num_layers=12, d_model=8, num_heads=2, ff_dim=16, seed=4)
+    assert not set(random_sublayer_seeds(other)) & set(seeds)

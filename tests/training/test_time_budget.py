@@ -8,9 +8,9 @@ from keras_transformer.training.time_budget import (
     BudgetPlan,
     StepTiming,
     TimeBudget,
-    parse_duration,
     time_training_step,
 )
+from keras_transformer.validation import parse_duration
 from tests.helpers import to_numpy
 
 

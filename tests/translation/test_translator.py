@@ -116,3 +116,20 @@ def test_progress_is_reported_after_each_batch_in_input_order(translator):
     )
     assert calls == [(4, 15), (8, 15), (12, 15), (15, 15)]
     assert translations == translator.translate(SOURCES[::-1]) * 3
+
+
+def test_blank_sentences_stay_blank_and_are_not_counted(translator):
+    calls = []
+    sentences = ["", SOURCES[0], "  ", SOURCES[1], ""]
+    translations = translator.translate(
+        sentences, progress=lambda done, total: calls.append((done, total))
+    )
+    assert translations == [
+        "",
+        *translator.translate(SOURCES[:1]),
+        "",
+        translator.translate(SOURCES[1:2])[0],
+        "",
+    ]
+    assert calls == [(2, 2)]
+    assert translator.translate(["", " "]) == ["", ""]

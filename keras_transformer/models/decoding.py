@@ -1,5 +1,5 @@
-"""Autoregressive decoding for `Transformer`: key/value caches, samplers and
-one compiled function per sampler and input shape.
+"""Cached autoregressive decoding for `Transformer`: one compiled function
+per sampler, kept in a bounded cache, reused for every input of one shape.
 
 Each step feeds one target token through the decoder: its self-attention keys
 and values are appended to a cache, and the cross-attention keys and values
@@ -7,23 +7,55 @@ of the encoder outputs are computed once per source sentence, so a step costs
 one token's work instead of re-running the decoder on the whole prefix.
 """
 
+import collections
 import itertools
 import warnings
+from collections.abc import Callable, Hashable
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_transformer.validation import check_choice, check_non_negative, check_positive_int
-
-SAMPLERS = ("greedy", "beam", "top_k", "top_p")
-RANDOM_SAMPLERS = ("top_k", "top_p")
+CacheInfo = collections.namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 
 
-class Generator:
-    """Decodes with a `Transformer`'s layers; built by `Transformer.generate`.
+class DecoderCache:
+    """The compiled decoders of one model, least recently used dropped first.
 
-    Holds one sampler and its decoding function, compiled for the backend
+    A decoder holds compiled code (an XLA executable per input shape, or
+    TorchScript traces), so the cache keeps at most `maxsize` of them: a
+    program that decodes with many sampler settings recompiles the ones it
+    dropped instead of growing without bound. `info()` reports its use as
+    `functools.lru_cache` does.
+    """
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self.decoders = collections.OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable, make: Callable[[], "CompiledDecoder"]) -> "CompiledDecoder":
+        """The decoder stored under `key`, made with `make()` if absent."""
+        if key in self.decoders:
+            self.hits += 1
+            self.decoders.move_to_end(key)
+            return self.decoders[key]
+        self.misses += 1
+        self.decoders[key] = decoder = make()
+        while len(self.decoders) > self.maxsize:
+            self.decoders.popitem(last=False)
+        return decoder
+
+    def info(self) -> CacheInfo:
+        return CacheInfo(self.hits, self.misses, self.maxsize, len(self.decoders))
+
+
+class CompiledDecoder:
+    """Decodes with a `Transformer`'s layers and one sampler; made by
+    `Transformer.generate` and kept in its `DecoderCache`.
+
+    Holds the sampler and its decoding function, compiled for the backend
     unless `run_eagerly`, so repeated calls with inputs of the same shape
     reuse one trace (XLA on TensorFlow and JAX; on torch the loop runs in
     Python without a gradient tape and each decoder step is a TorchScript
@@ -31,7 +63,7 @@ class Generator:
     every call, so equal inputs decode to equal outputs.
     """
 
-    def __init__(self, model, sampler, run_eagerly=False):
+    def __init__(self, model, sampler, run_eagerly: bool = False):
         self.model = model
         self.sampler = sampler
         self.seed_state = None
@@ -41,7 +73,6 @@ class Generator:
         self.decoder_step = self._decoder_step
         if keras.config.backend() == "torch" and not run_eagerly:
             self.decoder_step = TorchTracedStep(self._decoder_step, model)
-        self.trace_count = 0  # traces of the decoding function (every call when eager)
 
     def __call__(self, encoder_inputs, prompt, end_token_id):
         if self.seed_state is not None:
@@ -100,7 +131,6 @@ class Generator:
         return forbid_padding(logits), tuple(updated)
 
     def _generate_step(self, encoder_inputs, prompt, end_token_id):
-        self.trace_count += 1
         cache = self._initial_cache(encoder_inputs, ops.shape(prompt)[1])
         given = ops.arange(ops.shape(prompt)[1]) < 1  # the start token is given
         return self.sampler(
@@ -189,168 +219,10 @@ class TorchTracedStep:
         )
 
 
-class BeamSearch:
-    """Beam search with the length penalty of Wu et al. (2016), as a sampler.
-
-    Keeps the `num_beams` most probable hypotheses of each row, ranked by
-    `log P(y) / ((5 + |y|) / 6) ** length_penalty`; the Transformer paper
-    decodes with 4 beams and `length_penalty=0.6` (section 6.1). A hypothesis
-    that has produced a stop token keeps its score and is extended with
-    padding only; decoding ends when every kept hypothesis has ended, and
-    each row gets its best hypothesis.
-
-    It is called like keras-nlp's samplers, so `Transformer.generate` takes
-    either: `generate(..., sampler=BeamSearch(num_beams=8))`, or
-    `sampler="beam"` for the paper's settings.
-
-    Args:
-        num_beams: int. Hypotheses kept per row. Defaults to `4`.
-        length_penalty: float >= 0. The exponent alpha of the length
-            penalty; `0` ranks by probability alone. Defaults to `0.6`.
-
-    Example:
-
-    >>> keras_transformer.BeamSearch(num_beams=8).get_config()
-    {'num_beams': 8, 'length_penalty': 0.6}
-
-    Reference:
-        Wu et al., "Google's Neural Machine Translation System", 2016.
-    """
-
-    variables = ()  # no random state
-
-    def __init__(self, num_beams: int = 4, length_penalty: float = 0.6):
-        self.num_beams = check_positive_int("num_beams", num_beams)
-        self.length_penalty = check_non_negative("length_penalty", length_penalty)
-
-    def __call__(
-        self,
-        next,
-        prompt,
-        cache=None,
-        index=0,
-        mask=None,
-        stop_token_ids=None,
-        hidden_states=None,
-        model=None,
-    ):
-        """Decodes `prompt` `(batch, max_length)` from position `index` on
-        with `next(prompt, cache, index) -> (logits, hidden_states, cache)`;
-        returns the best hypothesis of each row, `(batch, max_length)`."""
-        return beam_search(
-            next, prompt, cache, index, stop_token_ids, self.num_beams, self.length_penalty
-        )
-
-    def get_config(self) -> dict:
-        return {"num_beams": self.num_beams, "length_penalty": self.length_penalty}
-
-
 def forbid_padding(logits):
     """Gives the padding id 0 no probability: it is never a decoded token."""
     is_padding = ops.arange(ops.shape(logits)[-1]) == 0  # (vocab,)
     return ops.where(is_padding, -1e9, logits)
-
-
-def beam_search(next_fn, prompt, cache, index, stop_token_ids, num_beams, length_penalty):
-    """The loop of `BeamSearch`: its docstring says what it computes."""
-    batch, max_length = ops.shape(prompt)
-
-    def repeat(x):  # (batch, ...) -> (batch*beams, ...)
-        return ops.repeat(x, num_beams, axis=0)
-
-    prompt, cache = repeat(prompt), keras.tree.map_structure(repeat, cache)
-    first_beam_only = ops.convert_to_tensor([0.0] + [-1e9] * (num_beams - 1))
-    log_probs = ops.reshape(ops.tile(first_beam_only[None], (batch, 1)), (-1,))  # (batch*beams,)
-    lengths = ops.zeros_like(log_probs)  # tokens generated, the end token included
-    finished = ops.zeros_like(log_probs, dtype="bool")
-
-    def penalty(length):
-        return ops.power((5.0 + length) / 6.0, length_penalty)
-
-    def cond(prompt, cache, index, log_probs, lengths, finished):
-        return ops.logical_not(ops.all(finished))
-
-    def body(prompt, cache, index, log_probs, lengths, finished):
-        logits, _, cache = next_fn(prompt, cache, index)
-        token_log_probs = ops.log_softmax(logits, axis=-1)  # (batch*beams, vocab)
-        vocabulary = ops.shape(token_log_probs)[-1]
-        padding_only = ops.where(ops.arange(vocabulary) == 0, 0.0, -1e9)  # (vocab,)
-        token_log_probs = ops.where(finished[:, None], padding_only, token_log_probs)
-        new_lengths = ops.where(finished, lengths, lengths + 1.0)
-        candidates = log_probs[:, None] + token_log_probs  # (batch*beams, vocab)
-        ranking = candidates / penalty(new_lengths)[:, None]
-        ranking = ops.reshape(ranking, (batch, num_beams * vocabulary))
-        _, chosen = ops.top_k(ranking, k=num_beams)  # (batch, beams)
-        source_beam = chosen // vocabulary + ops.arange(batch)[:, None] * num_beams
-        source_beam = ops.reshape(source_beam, (-1,))  # (batch*beams,)
-        tokens = ops.cast(ops.reshape(chosen % vocabulary, (-1,)), prompt.dtype)
-
-        def gather(x):  # the rows of the chosen hypotheses' parents
-            return ops.take(x, source_beam, axis=0)
-
-        prompt, cache = gather(prompt), keras.tree.map_structure(gather, cache)
-        log_probs = ops.take_along_axis(
-            ops.reshape(candidates, (-1,)), source_beam * vocabulary + ops.cast(tokens, "int32"), 0
-        )
-        lengths, finished = gather(new_lengths), gather(finished)
-        finished = ops.logical_or(finished, _is_stop(tokens, stop_token_ids))
-        prompt = ops.slice_update(prompt, [0, index], tokens[:, None])
-        return prompt, cache, index + 1, log_probs, lengths, finished
-
-    prompt, _, _, log_probs, lengths, _ = ops.while_loop(
-        cond,
-        body,
-        (prompt, cache, ops.convert_to_tensor(index, "int32"), log_probs, lengths, finished),
-        maximum_iterations=max_length - index,
-    )
-    scores = ops.reshape(log_probs / penalty(lengths), (batch, num_beams))
-    best = ops.argmax(scores, axis=-1) + ops.arange(batch) * num_beams  # (batch,)
-    return ops.take(prompt, best, axis=0)  # (batch, max_length)
-
-
-def _is_stop(tokens, stop_token_ids):
-    """Whether each token is one of `stop_token_ids` (never when None)."""
-    stops = [ops.equal(tokens, ops.cast(stop, tokens.dtype)) for stop in stop_token_ids or ()]
-    if not stops:
-        return ops.zeros_like(tokens, dtype="bool")
-    return ops.any(ops.stack(stops), axis=0)
-
-
-def make_sampler(sampler, num_beams=None, seed=None):
-    """The sampler `generate` decodes with: `sampler` itself if it is an
-    object, else the named one with this project's settings (`"beam"`:
-    `BeamSearch(num_beams or 4)`; `"top_k"`: k = 10; `"top_p"`: p = 0.9;
-    the random ones seeded with `seed`)."""
-    if not isinstance(sampler, str):
-        return sampler
-    if sampler == "beam":
-        return BeamSearch(num_beams or 4)
-    try:
-        import keras_nlp
-    except ImportError as error:
-        raise ImportError(
-            f"`sampler={sampler!r}` uses keras-nlp's samplers: "
-            "pip install 'keras-transformer[generate]'"
-        ) from error
-
-    samplers = {
-        "greedy": lambda: keras_nlp.samplers.GreedySampler(),
-        "top_k": lambda: keras_nlp.samplers.TopKSampler(k=10, seed=seed),
-        "top_p": lambda: keras_nlp.samplers.TopPSampler(p=0.9, seed=seed),
-    }
-    return samplers[sampler]()
-
-
-def sampler_key(sampler, num_beams=None, seed=None):
-    """What identifies the decoder of a sampler: an object itself, a name
-    with the settings that change it."""
-    if not isinstance(sampler, str):
-        return sampler
-    return (
-        sampler,
-        num_beams if sampler == "beam" else None,
-        seed if sampler in RANDOM_SAMPLERS else None,
-    )
 
 
 def _compile(generate_step, model, sampler, run_eagerly):
@@ -431,9 +303,6 @@ def check_generate_arguments(
     start_token_id,
     end_token_id,
     max_length,
-    sampler,
-    num_beams,
-    seed,
     run_eagerly,
 ) -> None:
     """Raises `ValueError` for arguments `Transformer.generate` cannot use,
@@ -452,23 +321,6 @@ def check_generate_arguments(
         raise ValueError(
             f"`max_length` must not exceed the model's `max_length` ({model.max_length}) "
             f"of learned positions. Received: max_length={max_length}"
-        )
-    if isinstance(sampler, str):
-        check_choice("sampler", sampler, SAMPLERS)
-    elif not callable(sampler):
-        raise ValueError(
-            f"`sampler` must be one of {list(SAMPLERS)} or a sampler object (a "
-            f"keras_nlp.samplers.Sampler, or BeamSearch). Received: sampler={sampler!r}"
-        )
-    if num_beams is not None and (sampler != "beam" or not _is_int(num_beams) or num_beams < 1):
-        raise ValueError(
-            "`num_beams` must be an int >= 1, with sampler='beam' (a BeamSearch object "
-            f"carries its own). Received: num_beams={num_beams!r}, sampler={sampler!r}"
-        )
-    if seed is not None and (not isinstance(sampler, str) or not _is_int(seed)):
-        raise ValueError(
-            "`seed` must be an int, with a sampler given by name (a sampler object "
-            f"carries its own seed). Received: seed={seed!r}, sampler={sampler!r}"
         )
     if run_eagerly is not None and not isinstance(run_eagerly, bool):
         raise ValueError(f"`run_eagerly` must be a bool or None. Received: {run_eagerly!r}")
