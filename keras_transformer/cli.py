@@ -24,7 +24,7 @@ from keras_transformer.data.pairs import as_field
 from keras_transformer.training.distribution import DISTRIBUTE_MODES
 from keras_transformer.translation.options import OPTION_GROUPS, TrainingOptions
 
-# The translation workflow (keras-nlp and its TensorFlow text ops, matplotlib)
+# The translation workflow (keras-nlp and its TensorFlow text ops, sacrebleu)
 # is imported by the command that uses it, after the arguments are parsed.
 
 BACKENDS = ("tensorflow", "jax", "torch")

@@ -5,8 +5,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
 _SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def is_int(value) -> bool:
+    """Whether `value` is a Python or numpy integer (a bool is not)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def check_positive_int(name: str, value: Any) -> int:

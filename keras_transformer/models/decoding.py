@@ -16,6 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_transformer.validation import is_int
+
 CacheInfo = collections.namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 
 
@@ -310,12 +312,12 @@ def check_generate_arguments(
     _check_encoder_inputs(encoder_inputs)
     vocabulary = model.target_vocabulary_size
     for name, value in (("start_token_id", start_token_id), ("end_token_id", end_token_id)):
-        if not _is_int(value) or not 0 < value < vocabulary:
+        if not is_int(value) or not 0 < value < vocabulary:
             raise ValueError(
                 f"`{name}` must be an int target id in [1, {vocabulary}). "
                 f"Received: {name}={value!r}"
             )
-    if not _is_int(max_length) or max_length < 1:
+    if not is_int(max_length) or max_length < 1:
         raise ValueError(f"`max_length` must be an int >= 1. Received: max_length={max_length!r}")
     if model.max_length is not None and max_length > model.max_length:
         raise ValueError(
@@ -338,7 +340,3 @@ def _check_encoder_inputs(encoder_inputs) -> None:
         raise ValueError(
             f"`encoder_inputs` must be integer token ids. Received: encoder_inputs.dtype={dtype}"
         )
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

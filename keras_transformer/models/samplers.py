@@ -10,13 +10,16 @@ import json
 from collections.abc import Hashable
 
 import keras
-import numpy as np
 from keras import ops
 
-from keras_transformer.validation import check_choice, check_non_negative, check_positive_int
+from keras_transformer.validation import (
+    check_choice,
+    check_non_negative,
+    check_positive_int,
+    is_int,
+)
 
 SAMPLERS = ("greedy", "beam", "top_k", "top_p")
-RANDOM_SAMPLERS = ("top_k", "top_p")
 DEFAULT_BEAMS = 4
 
 
@@ -39,12 +42,12 @@ def choose_sampler(sampler="greedy", num_beams=None, seed=None):
             f"`sampler` must be one of {list(SAMPLERS)} or a sampler object (a "
             f"keras_nlp.samplers.Sampler, or BeamSearch). Received: sampler={sampler!r}"
         )
-    if num_beams is not None and (sampler != "beam" or not _is_int(num_beams) or num_beams < 1):
+    if num_beams is not None and (sampler != "beam" or not is_int(num_beams) or num_beams < 1):
         raise ValueError(
             "`num_beams` must be an int >= 1, with sampler='beam' (a BeamSearch object "
             f"carries its own). Received: num_beams={num_beams!r}, sampler={sampler!r}"
         )
-    if seed is not None and (not isinstance(sampler, str) or not _is_int(seed)):
+    if seed is not None and (not isinstance(sampler, str) or not is_int(seed)):
         raise ValueError(
             "`seed` must be an int, with a sampler given by name (a sampler object "
             f"carries its own seed). Received: seed={seed!r}, sampler={sampler!r}"
@@ -81,10 +84,6 @@ def _keras_nlp_sampler(name, seed):
     return keras_nlp.samplers.GreedySampler()
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 class BeamSearch:
     """Beam search with the length penalty of Wu et al. (2016), as a sampler.
 
@@ -115,7 +114,7 @@ class BeamSearch:
 
     variables = ()  # no random state
 
-    def __init__(self, num_beams: int = 4, length_penalty: float = 0.6):
+    def __init__(self, num_beams: int = DEFAULT_BEAMS, length_penalty: float = 0.6):
         self.num_beams = check_positive_int("num_beams", num_beams)
         self.length_penalty = check_non_negative("length_penalty", length_penalty)
 
