@@ -19,16 +19,18 @@ install: $(VENV)/.installed
 # module stays on one worker, so its fixtures are built once); every backend
 # runs even if an earlier one fails; the slowest tests are listed at the end.
 # Under JAX the workers, and the processes they start, share what XLA
-# compiled through a cache folder that lives as long as the run.
+# compiled through a cache folder that lives as long as the run; the
+# backends share another (KERAS_TRANSFORMER_TEST_SHARED) for files that do
+# not depend on the backend, such as a test model's trained weights.
 test: install
-	@failed=""; jax_cache=$$(mktemp -d); \
+	@failed=""; jax_cache=$$(mktemp -d); shared=$$(mktemp -d); \
 	export JAX_COMPILATION_CACHE_DIR=$$jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
-		JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0; \
+		JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0 KERAS_TRANSFORMER_TEST_SHARED=$$shared; \
 	for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend"; \
 		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15 || failed="$$failed $$backend"; \
 	done; \
-	rm -rf $$jax_cache; \
+	rm -rf $$jax_cache $$shared; \
 	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi
 
 # English number words to French, trained, evaluated and saved to runs/numbers.

@@ -1,10 +1,12 @@
-"""The `keras-transformer` command: train, translate and evaluate.
+"""The `keras-transformer` command: train, translate, evaluate, export and serve.
 
     keras-transformer train --out runs/fr                 # built-in number data
     keras-transformer train --data pairs.tsv --out runs/mine --epochs 20
     keras-transformer train --backend jax --distribute data --out runs/fr
     echo "seventy-one" | keras-transformer translate --model runs/fr
     keras-transformer evaluate --model runs/fr --data pairs.tsv
+    keras-transformer export --model runs/fr --out exports/fr
+    keras-transformer serve --model runs/fr --port 8080  # HTTP, batched
 
 The backend comes from `--backend`, else from `KERAS_BACKEND`. Errors in the
 input print one line and exit with status 1; an interrupted `train` exits
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_transformer.data.pairs import as_field
+from keras_transformer.serving.options import ServerOptions
 from keras_transformer.training.distribution import DISTRIBUTE_MODES
 from keras_transformer.translation.options import OPTION_GROUPS, TrainingOptions
 
@@ -41,9 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the backend of a re-run) are its own INFO and WARNING logs: kept out of
     # the terminal unless asked for; its errors still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.backend and args.backend != keras.backend.backend():
-        return _run_with_backend(args.backend, argv)
     try:
+        if args.backend and args.backend != keras.backend.backend():
+            args.check(args)  # what can be checked before a process under another backend
+            return _run_with_backend(args.backend, argv)
         return args.run(args)
     except KeyboardInterrupt:
         print(f"{PROGRAM}: interrupted; run the same command again to resume", file=sys.stderr)
@@ -65,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROGRAM, description="Train and use Transformer translators (Vaswani et al., 2017)."
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    parser.set_defaults(check=lambda args: None)
     _add_train(commands, common)
 
     translate = commands.add_parser(
@@ -90,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="source<TAB>target pairs")
     evaluate.add_argument("--beams", type=int, default=4, help=_BEAMS_HELP)
     evaluate.set_defaults(run=_evaluate)
+    _add_serve(commands, common)
+    _add_export(commands)
     return parser
 
 
@@ -132,6 +139,49 @@ def _add_train(commands, common) -> None:
         help="with --distribute model: devices that split each kernel (default: all)",
     )
     train.set_defaults(run=_train)
+
+
+def _add_export(commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write a run's translator as a TensorFlow SavedModel (runs on tensorflow)",
+        description="Writes the translator of a run as a TensorFlow SavedModel, tokenizers "
+        "and decoding loop inside, loaded with tf.saved_model.load (and tensorflow_text) alone. "
+        "Endpoints: translate (strings -> strings, also serving_default) and translate_ids "
+        "(int32 ids -> int32 ids). A model trained on any backend is loaded under TensorFlow.",
+    )
+    export.add_argument("--model", required=True, help="run directory written by train")
+    export.add_argument("--out", required=True, help="new (or empty) directory for the SavedModel")
+    export.add_argument(
+        "--beams", type=int, default=1, help="beam width of the exported decoding (default: 1)"
+    )
+    export.set_defaults(run=_export, check=_check_export, backend="tensorflow")
+
+
+def _add_serve(commands, common) -> None:
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="serve translations over HTTP, batching concurrent requests",
+        description='Serves POST /v1/translate ({"sentences": [...], "beams": 1}), '
+        "/healthz, /readyz and /metrics (Prometheus) from one process; SIGTERM finishes the "
+        'requests in flight. Needs pip install "keras-transformer[serve]".',
+    )
+    serve.add_argument("--model", required=True, help="run directory written by train")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8080, help="port to listen on (default: %(default)s)"
+    )
+    for field in dataclasses.fields(ServerOptions):
+        serve.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=field.type,
+            default=field.default,
+            help=f"{field.metadata['help']} (default: {field.default:g})",
+        )
+    serve.set_defaults(run=_serve)
 
 
 def _option_kind(field) -> dict:
@@ -261,6 +311,48 @@ def _evaluate(args) -> int:
     translator = load_translator(args.model)
     print(_format_scores(evaluate_translator(translator, pairs, beams=args.beams)))
     return 0
+
+
+def _check_export(args) -> None:
+    from keras_transformer.translation.export import check_export_directory
+    from keras_transformer.translation.run import check_run_directory
+
+    check_run_directory(args.model)
+    check_export_directory(args.out)
+
+
+def _export(args) -> int:
+    from keras_transformer.translation.run import load_translator
+
+    _check_export(args)  # before the seconds of loading and tracing
+    load_translator(args.model).export(args.out, beams=args.beams)
+    print(f"Exported {args.model} to {args.out} (endpoints: translate, translate_ids).")
+    return 0
+
+
+def _serve(args) -> int:
+    import logging
+
+    options = ServerOptions(
+        **{field.name: getattr(args, field.name) for field in dataclasses.fields(ServerOptions)}
+    )
+    try:
+        from keras_transformer.serving.server import serve
+    except ImportError as error:
+        if error.name not in _SERVE_PACKAGES:
+            raise
+        raise ImportError(
+            f'serving needs {error.name}: pip install "keras-transformer[serve]"'
+        ) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        serve(args.model, options, host=args.host, port=args.port)
+    except KeyboardInterrupt:  # the server has shut down
+        return 130
+    return 0
+
+
+_SERVE_PACKAGES = ("starlette", "uvicorn", "prometheus_client")
 
 
 def _format_scores(scores) -> str:

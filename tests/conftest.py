@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 # The tests' models are tiny, so under JAX and TensorFlow they wait on XLA
 # compiling, not on running: without LLVM's optimisations the first epoch of
@@ -55,6 +56,16 @@ def session_tmp_path(tmp_path_factory, worker_id):
     """A folder of this test session that all pytest-xdist workers share."""
     base = tmp_path_factory.getbasetemp()
     return base if worker_id == "master" else base.parent
+
+
+@pytest.fixture(scope="session")
+def backends_tmp_path(session_tmp_path):
+    """A folder that the test sessions of every backend share when
+    `make test` names one in KERAS_TRANSFORMER_TEST_SHARED (for files that
+    do not depend on the backend, such as trained weights); else the
+    session's own."""
+    shared = os.environ.get("KERAS_TRANSFORMER_TEST_SHARED")
+    return session_tmp_path if shared is None else Path(shared)
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ _MODULES = {
     "Translator": "translator",
     "detokenize": "tokenizers",
     "evaluate_translator": "evaluation",
+    "export_translator": "export",
     "load_translator": "run",
     "same_characters": "tokenizers",
     "score_translations": "evaluation",

@@ -267,14 +267,21 @@ def _evaluate(translator, test_pairs, directory, beams) -> dict:
     return {**results, "evaluation_seconds": round(time.time() - started, 1)}
 
 
-def load_translator(directory: str | os.PathLike):
-    """The `Translator` saved in `directory/model.keras`; raises
-    `RunDirectoryError` when there is none or it cannot be read."""
+def check_run_directory(directory: str | os.PathLike) -> str:
+    """The path of the model file of the run in `directory`; raises
+    `RunDirectoryError` when there is none."""
     path = os.path.join(directory, MODEL_FILE)
     if not os.path.isdir(directory):
         raise RunDirectoryError(f"{directory}: no such directory")
     if not os.path.isfile(path):
         raise RunDirectoryError(f"{directory}: does not hold a model ({MODEL_FILE} is missing)")
+    return path
+
+
+def load_translator(directory: str | os.PathLike):
+    """The `Translator` saved in `directory/model.keras`; raises
+    `RunDirectoryError` when there is none or it cannot be read."""
+    path = check_run_directory(directory)
     try:
         translator = keras.saving.load_model(path, compile=False)
     except Exception as error:

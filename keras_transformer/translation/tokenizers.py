@@ -261,6 +261,25 @@ def detokenize(tokenizer, token_ids: Sequence[Sequence[int]]) -> list[str]:
     return [str(text) for text in tokenizer.detokenize(rows)] if rows else []
 
 
+def tokenize_graph(tokenizer, texts):
+    """`tokenize` in TensorFlow ops, for a `tf.function`: `(batch,)` strings
+    -> ragged int32 ids `(batch, None)`.
+
+    keras-nlp's SentencePiece tokenizer runs TensorFlow Text's ops here, and
+    the Python SentencePiece library in `tokenize`: the two can choose
+    differently between equally likely pieces (in runs of spaces), and a
+    text detokenized by TensorFlow Text loses its leading spaces."""
+    import keras_nlp
+    import tensorflow as tf
+
+    if isinstance(tokenizer, keras_nlp.tokenizers.WordPieceTokenizer) and not tokenizer.split:
+        texts = tf.strings.split(texts)  # (batch, words) ragged
+    token_ids = tokenizer.tokenize(texts)
+    if token_ids.ragged_rank > 1:
+        token_ids = token_ids.merge_dims(1, -1)  # the pieces of every word, in a row
+    return tf.cast(token_ids, tf.int32)
+
+
 def tokens_of(tokenizer, token_ids: Sequence[int]) -> list[str]:
     """The token strings of one row of ids, for labelling plots."""
     return [str(tokenizer.id_to_token(int(token))) for token in token_ids]

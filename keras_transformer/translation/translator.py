@@ -131,6 +131,15 @@ class Translator(keras.Model):
             **sampler,
         )
 
+    def export(self, directory: str, beams: int = 1) -> None:
+        """Writes this translator as a TensorFlow SavedModel in `directory`,
+        tokenizers and decoding loop inside, for use without Keras or this
+        package: see `keras_transformer.translation.export_translator`.
+        Needs the TensorFlow backend."""
+        from keras_transformer.translation.export import export_translator
+
+        export_translator(self, directory, beams)
+
     def attention_maps(self, sentence: str, beams: int = 1) -> dict:
         """Translates `sentence` and returns the attention that produced the
         translation: `"source_tokens"`, `"output_tokens"` (each generated token,

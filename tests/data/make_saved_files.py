@@ -44,6 +44,14 @@ def make_transformer(vocabulary: int, seed: int) -> Transformer:
     return model
 
 
+def make_translator() -> Translator:
+    """A small seeded `Translator` with SentencePiece vocabularies."""
+    source = train_tokenizer([s for s, _ in PAIRS], "sentencepiece", vocabulary_size=300)
+    target = train_tokenizer([t for _, t in PAIRS], "sentencepiece", vocabulary_size=300)
+    transformer = make_transformer(source.vocabulary_size(), seed=1)
+    return Translator(transformer, source, target, max_output_length=10)
+
+
 def main() -> None:
     directory = os.path.join(ROOT, keras_transformer.__version__)
     if os.path.exists(directory):
@@ -51,11 +59,7 @@ def main() -> None:
     os.makedirs(directory)
     transformer = make_transformer(vocabulary=24, seed=0)
     inputs = {"encoder_inputs": np.array(SOURCE_IDS), "decoder_inputs": np.array(DECODER_IDS)}
-    source = train_tokenizer([s for s, _ in PAIRS], "sentencepiece", vocabulary_size=300)
-    target = train_tokenizer([t for _, t in PAIRS], "sentencepiece", vocabulary_size=300)
-    translator = Translator(
-        make_transformer(source.vocabulary_size(), seed=1), source, target, max_output_length=10
-    )
+    translator = make_translator()
     expected = {
         "backend": keras.backend.backend(),
         "logits": keras.ops.convert_to_numpy(transformer(inputs)).tolist(),

@@ -27,13 +27,14 @@ def _train_reverser():
 
 
 @pytest.fixture(scope="session")
-def trained_reverser(session_tmp_path):
+def trained_reverser(backends_tmp_path):
     """A small model trained with `fit` on the reverse task (fixed seed).
 
-    The first pytest-xdist worker to ask trains it and saves the weights in
-    the session's shared folder; the others load them.
+    The first pytest-xdist worker to ask, under the first backend that asks,
+    trains it and saves the weights in the folder the sessions share; the
+    others load them.
     """
-    weights = session_tmp_path / "trained_reverser.weights.h5"
+    weights = backends_tmp_path / "trained_reverser.weights.h5"
     with FileLock(f"{weights}.lock"):
         if weights.is_file():
             model = _reverser()

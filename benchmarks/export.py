@@ -1,0 +1,135 @@
+"""An exported SavedModel translates as the `Translator` it came from, for
+models trained on each backend:
+
+    python -m benchmarks.export [--backends tensorflow,jax,torch]
+        [--language fr] [--seconds 180] [--sentences 1000] [--save]
+
+For each backend, `keras-transformer train --backend B` trains a model for
+`--seconds` on the real-text suite's English -> `--language` software
+messages (`benchmarks/gettext_pairs.py`), `keras-transformer translate
+--beams 1` translates the first `--sentences` test sources under that
+backend, and `keras-transformer export` writes the SavedModel (under
+TensorFlow), which `benchmarks/exported_translate.py` loads in a process
+with TensorFlow and TensorFlow Text only and translates the same sources
+in batches of 1, 7 and 64. Every line must be identical; the figures go to
+docs/export_results.json with `--save`.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+from benchmarks.gettext_pairs import language_pairs, write_pairs
+from keras_transformer.data.pairs import as_field, split_pairs_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCH_SIZES = (1, 7, 64)
+
+
+def command(*arguments: str, stdin: str | None = None) -> str:
+    """Runs `keras-transformer ARGUMENTS` and returns its standard output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_transformer", *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if done.returncode:
+        sys.exit(f"keras-transformer {arguments[0]} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def check_backend(backend: str, directory: str, sources: list[str], seconds: float) -> dict:
+    run = os.path.join(directory, backend)
+    if not os.path.exists(os.path.join(run, "metrics.json")):
+        shutil.rmtree(run, ignore_errors=True)
+        pairs = os.path.join(directory, "pairs.tsv")
+        command("train", "--backend", backend, "--data", pairs, "--out", run, "--no-pictures",
+                "--time-budget", str(seconds), "--beams", "1")  # fmt: skip
+    started = time.perf_counter()
+    expected = command(
+        "translate", "--backend", backend, "--model", run, "--beams", "1",
+        stdin="".join(f"{source}\n" for source in sources),
+    ).splitlines()  # fmt: skip
+    translate_seconds = time.perf_counter() - started
+    export = os.path.join(directory, f"{backend}_export")
+    shutil.rmtree(export, ignore_errors=True)
+    started = time.perf_counter()
+    command("export", "--model", run, "--out", export)
+    export_seconds = time.perf_counter() - started
+    outputs = exported_translations(export, sources, directory)
+    result = {"backend": backend, "sentences": len(sources), "export_seconds": export_seconds}
+    result["translate_seconds_keras"] = round(translate_seconds, 1)
+    for batch_size, translations in outputs["translations"].items():
+        different = [
+            index
+            for index, (ours, theirs) in enumerate(zip(expected, translations, strict=True))
+            if as_field(theirs) != ours
+        ]
+        result[f"batch_{batch_size}"] = {
+            "identical": len(sources) - len(different),
+            "different": different[:20],
+            "seconds": outputs["seconds"][batch_size],
+        }
+    return result
+
+
+def exported_translations(export: str, sources: list[str], directory: str) -> dict:
+    sentences = os.path.join(directory, "sentences.json")
+    with open(sentences, "w", encoding="utf-8") as file:
+        json.dump(sources, file)
+    out = os.path.join(directory, "exported.json")
+    script = os.path.join(ROOT, "benchmarks", "exported_translate.py")
+    batch_sizes = [str(size) for size in BATCH_SIZES]
+    done = subprocess.run(
+        [sys.executable, script, export, sentences, out, "--batch-sizes", *batch_sizes],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        sys.exit(f"the export failed to translate:\n{done.stderr[-3000:]}")
+    with open(out, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--language", default="fr")
+    parser.add_argument("--seconds", type=float, default=180.0, help="training seconds")
+    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--directory", default=os.path.join(ROOT, "runs", "export"))
+    parser.add_argument("--save", action="store_true", help="write docs/export_results.json")
+    args = parser.parse_args()
+    os.makedirs(args.directory, exist_ok=True)
+    write_pairs(language_pairs(args.language), os.path.join(args.directory, "pairs.tsv"))
+    splits = split_pairs_file(
+        os.path.join(args.directory, "pairs.tsv"), os.path.join(args.directory, "splits"), seed=0
+    )
+    # Stripped, as `translate` strips the lines it reads.
+    sources = [source.strip() for source, _ in list(splits["test"])[: args.sentences]]
+    results = []
+    for backend in args.backends.split(","):
+        results.append(check_backend(backend, args.directory, sources, args.seconds))
+        print(json.dumps(results[-1]), flush=True)
+    if args.save:
+        summary = {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "language": args.language,
+            "training_seconds": args.seconds,
+            "date": time.strftime("%Y-%m-%d"),
+            "results": results,
+        }
+        with open(os.path.join(ROOT, "docs", "export_results.json"), "w") as file:
+            json.dump(summary, file, indent=2)
+            file.write("\n")
+
+
+if __name__ == "__main__":
+    main()
