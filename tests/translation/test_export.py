@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from benchmarks.exported_translate import translate_in_batches
 from keras_transformer import Transformer, Translator
 from keras_transformer.cli import main
 from keras_transformer.translation import export_translator
@@ -25,26 +26,34 @@ FILES = ("export", "sentences.json", "outputs.json")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_command(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "keras_transformer", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A translator saved under this backend, its run directory, and the
-    outputs of its export (made by the command, under TensorFlow) in a
-    process that imports only TensorFlow and TensorFlow Text."""
+    """A translator saved under this backend, its run directory, and what
+    its export, made by the command, gives: under TensorFlow, exported in
+    this process and used in a process that cannot import keras-nlp or this
+    package; under the other backends, exported by the command in a process
+    it starts under TensorFlow, and used here."""
     root = tmp_path_factory.mktemp("export")
     translator = make_translator()
     os.makedirs(root / "run")
     translator.save(root / "run" / MODEL_FILE)
-    done = run_command("export", "--model", str(root / "run"), "--out", str(root / "export"))
-    assert done.returncode == 0, done.stderr[-3000:]
+    arguments = ["export", "--model", str(root / "run"), "--out", str(root / "export")]
+    if keras.backend.backend() == "tensorflow":
+        assert main(arguments) == 0
+        outputs = use_in_a_process_without_this_package(root)
+    else:
+        done = subprocess.run(
+            [sys.executable, "-m", "keras_transformer", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs = use_here(root / "export")
+    return {"translator": translator, "root": root, "outputs": outputs}
+
+
+def use_in_a_process_without_this_package(root) -> dict:
     (root / "sentences.json").write_text(json.dumps(SENTENCES), encoding="utf-8")
     (root / "ids.json").write_text(json.dumps(SOURCE_IDS), encoding="utf-8")
     script = os.path.join(ROOT, "benchmarks", "exported_translate.py")
@@ -56,10 +65,24 @@ def exported(tmp_path_factory):
         timeout=300,
     )
     assert used.returncode == 0, used.stderr[-3000:]
-    outputs = json.loads((root / "outputs.json").read_text(encoding="utf-8"))
-    return {"translator": translator, "root": root, "outputs": outputs, "stdout": done.stdout}
+    return json.loads((root / "outputs.json").read_text(encoding="utf-8"))
 
 
+def use_here(export) -> dict:
+    import tensorflow as tf
+
+    model = tf.saved_model.load(str(export))
+    return {
+        "translations": {
+            str(size): translate_in_batches(model, SENTENCES, size) for size in BATCH_SIZES
+        },
+        "translate_ids": model.translate_ids(tf.constant(SOURCE_IDS, tf.int32)).numpy().tolist(),
+    }
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="used by another process under TensorFlow"
+)
 def test_the_export_loads_without_keras_or_this_package(exported):
     """Neither this package nor keras-nlp is there, and translating imports
     nothing from Keras (which TensorFlow Text imports for its own layers)."""
