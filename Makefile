@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 DEMO_BACKEND ?= jax
 
-.PHONY: install test demo bench suite real-text lint format clean
+.PHONY: install test demo bench suite real-text serving lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -51,6 +51,11 @@ suite: install
 # Sockeye, 10 training minutes each (JAX); see docs/real_text.md.
 real-text: install
 	KERAS_BACKEND=jax $(PYTHON) -m benchmarks.real_text --save
+
+# `keras-transformer serve` under load and faults, over loopback, about 7
+# minutes (JAX); see docs/serving.md.
+serving: install
+	$(PYTHON) -m benchmarks.serving --save
 
 lint: install
 	$(VENV)/bin/ruff check .
