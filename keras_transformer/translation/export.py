@@ -24,7 +24,10 @@ def export_translator(translator, directory: str | os.PathLike, beams: int = 1) 
     The SavedModel has two endpoints, each taking any batch size:
     - `translate` (also `serving_default`): `tf.string` sentences `(batch,)`
       -> `tf.string` translations `(batch,)`, tokenizers and decoding
-      inside; the same texts as `translator.translate(sentences, beams)`.
+      inside; the texts of `translator.translate(sentences, beams)`, but
+      where TensorFlow Text's SentencePiece ops split a source otherwise
+      than the Python SentencePiece library `translate` runs (between
+      equally likely pieces) or drop a translation's leading spaces.
       It needs TensorFlow Text's ops where the tokenizers use them
       (SentencePiece, WordPiece): `import tensorflow_text` before loading.
     - `translate_ids`: int32 source ids `(batch, length)` (0 = padding, no
