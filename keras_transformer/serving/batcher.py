@@ -10,11 +10,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
+from keras_transformer.translation.translator import SOURCE_LENGTH_STEP
 from keras_transformer.validation import check_non_negative, check_positive_int
 
 _LOG = logging.getLogger(__name__)
-# `Translator` pads sources to a multiple of this many tokens.
-SOURCE_LENGTH_STEP = 16
 
 
 class QueueFull(Exception):

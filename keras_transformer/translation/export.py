@@ -10,12 +10,11 @@ import keras
 from keras_transformer.models.decoding import CompiledDecoder
 from keras_transformer.models.samplers import choose_sampler
 from keras_transformer.translation.tokenizers import END_ID, PADDING_ID, START_ID, tokenize_graph
+from keras_transformer.translation.translator import SOURCE_LENGTH_STEP
 from keras_transformer.validation import check_positive_int
 
 # The endpoints of an export; the first is also `serving_default`.
 ENDPOINTS = ("translate", "translate_ids")
-# Sources are padded to a multiple of this many tokens, as `Translator` pads them.
-_SOURCE_LENGTH_STEP = 16
 
 
 def export_translator(translator, directory: str | os.PathLike, beams: int = 1) -> None:
@@ -134,8 +133,8 @@ def _pad_to_step(source_ids):
     import tensorflow as tf
 
     length = tf.shape(source_ids)[1]
-    padded = (tf.maximum(length, 1) + _SOURCE_LENGTH_STEP - 1) // _SOURCE_LENGTH_STEP
-    return tf.pad(source_ids, [[0, 0], [0, padded * _SOURCE_LENGTH_STEP - length]])
+    padded = (tf.maximum(length, 1) + SOURCE_LENGTH_STEP - 1) // SOURCE_LENGTH_STEP
+    return tf.pad(source_ids, [[0, 0], [0, padded * SOURCE_LENGTH_STEP - length]])
 
 
 def _source_ids(tokenizer, sentences):

@@ -18,7 +18,7 @@ from keras_transformer.version import __version__
 
 # Source batches are padded to a multiple of this many tokens, so that
 # compiled decoders are reused across batches.
-_SOURCE_LENGTH_STEP = 16
+SOURCE_LENGTH_STEP = 16
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -82,7 +82,7 @@ class Translator(keras.Model):
 
     def _pack_sources(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
         longest = max((len(row) for row in rows), default=1)
-        length = -(-max(longest, 1) // _SOURCE_LENGTH_STEP) * _SOURCE_LENGTH_STEP
+        length = -(-max(longest, 1) // SOURCE_LENGTH_STEP) * SOURCE_LENGTH_STEP
         return pack(rows, length)
 
     def translate(
