@@ -6,13 +6,27 @@ import keras
 import pytest
 
 import keras_transformer
-from keras_transformer import training
+from keras_transformer import serving, training
 
 PUBLIC = [
     getattr(keras_transformer, name)
     for name in keras_transformer.__all__
     if name not in ("training", "translation")
 ] + [getattr(training, name) for name in training.__all__ if name != "paper_optimizer"]
+# The serving names whose docstrings carry an Example (the exceptions and
+# records of `keras_transformer.serving` have none).
+PUBLIC += [
+    getattr(serving, name)
+    for name in (
+        "DynamicBatcher",
+        "ServerOptions",
+        "ServingMetrics",
+        "TranslatorModel",
+        "create_app",
+        "padded_length",
+        "parse_request",
+    )
+]
 
 
 @pytest.mark.parametrize("public", PUBLIC, ids=lambda public: public.__name__)
