@@ -2,6 +2,6 @@
 
 import sys
 
-from keras_transformer.cli import main
+from keras_transformer_cli import console
 
-sys.exit(main())
+sys.exit(console())

@@ -9,6 +9,8 @@ import numpy as np
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
 _SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600}
+# How training may spread over devices (see `training.TrainingDevices`).
+DISTRIBUTE_MODES = ("data", "model")
 
 
 def is_int(value) -> bool:

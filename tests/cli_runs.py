@@ -15,7 +15,7 @@ DISTRIBUTED_BACKENDS = ("jax", "tensorflow")
 
 
 def command(*args):
-    return [sys.executable, "-m", "keras_transformer", *args]
+    return [sys.executable, "-m", "keras_transformer_cli", *args]
 
 
 def run(*args, **kwargs):

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from keras_transformer.cli import main
 from keras_transformer.data import number_pairs
 from keras_transformer.translation import run as run_module
+from keras_transformer_cli import main
 from tests.cli_runs import TINY, command, write_pairs
 from tests.helpers import BACKEND
 

@@ -15,9 +15,8 @@ import functools
 import keras
 import numpy as np
 
-from keras_transformer.validation import check_choice, check_positive_int
+from keras_transformer.validation import DISTRIBUTE_MODES, check_choice, check_positive_int
 
-DISTRIBUTE_MODES = ("data", "model")
 BATCH_AXIS = "batch"
 MODEL_AXIS = "model"
 

@@ -5,7 +5,6 @@ train --help` share. Imports nothing heavier than the standard library."""
 import dataclasses
 from collections.abc import Callable
 
-from keras_transformer.translation.tokenizers import TOKENIZER_KINDS
 from keras_transformer.validation import (
     check_choice,
     check_positive_int,
@@ -14,6 +13,7 @@ from keras_transformer.validation import (
 )
 
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+TOKENIZER_KINDS = ("sentencepiece", "wordpiece", "character")
 # Epochs without a time budget when `epochs` is not given; with one, the
 # budget decides, within this many.
 DEFAULT_EPOCHS = 5

@@ -17,9 +17,9 @@ from keras_transformer.data.special_ids import (
     START_ID,
     UNKNOWN_ID,
 )
+from keras_transformer.translation.options import TOKENIZER_KINDS
 from keras_transformer.validation import check_choice, check_positive_int
 
-TOKENIZER_KINDS = ("sentencepiece", "wordpiece", "character")
 # Byte fallback spells any character the vocabulary lacks as its UTF-8 bytes.
 _BYTE_PIECES = 256
 # SentencePiece learns its pieces from at most this many sentences.

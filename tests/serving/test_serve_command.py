@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from keras_transformer.cli import build_parser, main
+from keras_transformer_cli import build_parser, main
 from tests.serving.conftest import request, wait_for
 
 

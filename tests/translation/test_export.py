@@ -12,10 +12,10 @@ import pytest
 
 from benchmarks.exported_translate import translate_in_batches
 from keras_transformer import Transformer, Translator
-from keras_transformer.cli import main
 from keras_transformer.translation import export_translator
 from keras_transformer.translation.run import MODEL_FILE, load_translator
 from keras_transformer.translation.tokenizers import END_ID, START_ID
+from keras_transformer_cli import main
 from tests.data.make_saved_files import SOURCE_IDS, make_transformer, make_translator
 
 WORDS = ["one", "two", "seven", "twenty", "ninety-nine", "hundred", "and", "thousand"]

@@ -20,19 +20,28 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-import keras
+from keras_transformer_cli.startup import option_modules, third_party_logs_filtered
 
-from keras_transformer.data.pairs import as_field
-from keras_transformer.serving.options import ServerOptions
-from keras_transformer.training.distribution import DISTRIBUTE_MODES
-from keras_transformer.translation.options import OPTION_GROUPS, TrainingOptions
-
-# The translation workflow (keras-nlp and its TensorFlow text ops, sacrebleu)
-# is imported by the command that uses it, after the arguments are parsed.
+# Only the modules that describe the options are imported before the
+# arguments are parsed; Keras, the backend and the translation workflow
+# (keras-nlp and its TensorFlow text ops, sacrebleu) come with the command.
+_OPTIONS = option_modules()
+TrainingOptions = _OPTIONS["translation.options"].TrainingOptions
+OPTION_GROUPS = _OPTIONS["translation.options"].OPTION_GROUPS
+ServerOptions = _OPTIONS["serving.options"].ServerOptions
+DISTRIBUTE_MODES = _OPTIONS["validation"].DISTRIBUTE_MODES
 
 BACKENDS = ("tensorflow", "jax", "torch")
 _PROGRESS_ABOVE = 256  # sentences; fewer are translated without progress lines
 PROGRAM = "keras-transformer"
+
+
+def console() -> int:
+    """The `keras-transformer` program: `main` on `sys.argv`, with the lines
+    that TensorFlow's and SentencePiece's C++ code log filtered out of the
+    standard error stream."""
+    with third_party_logs_filtered():
+        return main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,14 +49,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    # TensorFlow's C++ start-up lines (for the text ops of the tokenizers, or
-    # the backend of a re-run) are its own INFO and WARNING logs: kept out of
-    # the terminal unless asked for; its errors still show.
+    # TensorFlow's C++ INFO and WARNING logs (for the text ops of the
+    # tokenizers, or as the backend) are left out unless asked for; its
+    # errors still show. A re-run under another backend inherits it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        if args.backend and args.backend != keras.backend.backend():
+        if args.backend and _imported_backend() not in (None, args.backend):
             args.check(args)  # what can be checked before a process under another backend
             return _run_with_backend(args.backend, argv)
+        if args.backend:  # Keras is not imported yet
+            os.environ["KERAS_BACKEND"] = args.backend
         return args.run(args)
     except KeyboardInterrupt:
         print(f"{PROGRAM}: interrupted; run the same command again to resume", file=sys.stderr)
@@ -58,6 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, ImportError) as error:  # bad pairs files and run directories too
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
     return 1
+
+
+def _imported_backend() -> str | None:
+    """The backend of Keras if this process has imported it (then fixed),
+    else None."""
+    keras = sys.modules.get("keras")
+    return keras.backend.backend() if keras is not None else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,7 +232,9 @@ def _run_with_backend(backend: str, argv: list[str]) -> int:
     """Runs the command again in a process whose Keras uses `backend` (the
     backend is fixed when Keras is first imported)."""
     environment = {**os.environ, "KERAS_BACKEND": backend}
-    process = subprocess.Popen([sys.executable, "-m", "keras_transformer", *argv], env=environment)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_transformer_cli", *argv], env=environment
+    )
     try:
         return process.wait()
     except KeyboardInterrupt:
@@ -268,6 +288,7 @@ def _training_devices(args):
 
 
 def _translate(args) -> int:
+    from keras_transformer.data.pairs import as_field
     from keras_transformer.translation.run import load_translator
 
     sentences = args.sentences or _read_lines(args.input)
@@ -363,4 +384,4 @@ def _format_scores(scores) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

@@ -1,0 +1,7 @@
+"""`python -m keras_transformer_cli` runs the `keras-transformer` command."""
+
+import sys
+
+from keras_transformer_cli import console
+
+sys.exit(console())
