@@ -1,7 +1,7 @@
 """Load and fault test of `keras-transformer serve` on this machine, over
 loopback, with standard-library clients (asyncio streams, keep-alive HTTP/1.1):
 
-    python -m benchmarks.serving [--model RUN] [--sentences 200] [--batch-size 32]
+    python -m benchmarks.serving [--model RUN] [--sentences 200] [--batch-size 8]
         [--backend jax] [--xla-single-thread] [--quick] [--save]
 
 The server runs as a subprocess of this one, on a free port of 127.0.0.1, and
@@ -511,8 +511,10 @@ def read_sources(path: str, count: int) -> list[str]:
 
 def offline_reference(model: str, sentences: list[str]) -> tuple[dict, dict, list[str]]:
     """The offline translations of `sentences` (greedy), the seconds of a
-    decoding call of each row count for a short sentence (how the batch
-    size costs on this machine), and one sentence of each padded length."""
+    decoding call of each row count for a short sentence and the offline
+    sentences/s of `Translator.translate` in batches of 1, 8 and 32 (sorted
+    by length: the most batching can give on this machine, without a
+    server), and one sentence of each padded length."""
     from keras_transformer.serving import TranslatorModel, padded_length
     from keras_transformer.translation import load_translator
 
@@ -536,6 +538,13 @@ def offline_reference(model: str, sentences: list[str]) -> tuple[dict, dict, lis
             times.append(time.perf_counter() - call)
         decode_ms[rows] = percentile(times, 50) * 1000
     costs = {"reference_seconds": seconds, "short_sentence": short, "decode_ms_by_rows": decode_ms}
+    costs["offline_sentences_per_s_by_batch"] = {}
+    for batch_size in (1, 8, 32):
+        translator.translate(sentences, beams=1, batch_size=batch_size)  # compiles
+        call = time.perf_counter()
+        translator.translate(sentences, beams=1, batch_size=batch_size)
+        rate = len(sentences) / (time.perf_counter() - call)
+        costs["offline_sentences_per_s_by_batch"][batch_size] = rate
     costs["padded_lengths"] = sorted(one_per_length)
     return reference, costs, [one_per_length[length] for length in sorted(one_per_length)]
 
@@ -881,9 +890,9 @@ def main() -> None:
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=32,
-        help="--max-batch-size of the batched server (default 32: on 2 CPU cores a 64-row "
-        "decoding call costs about 3 times a 32-row one; see decode_ms_by_rows)",
+        default=8,
+        help="--max-batch-size of the batched server (default 8: offline, on 2 CPU cores, "
+        "batches of 8 gave the most sentences/s; see offline_sentences_per_s_by_batch)",
     )
     parser.add_argument("--backend", default="jax", help="Keras backend of server and reference")
     parser.add_argument(

@@ -32,6 +32,13 @@ def check_non_negative(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_positive(name: str, value: Any) -> float:
+    """Returns `value` as a float if it is a number > 0, else raises."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"`{name}` must be a number > 0. Received: {name}={value!r}")
+    return float(value)
+
+
 def check_rate(name: str, value: Any) -> float:
     """Returns `value` as a float if it lies in [0, 1), else raises."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

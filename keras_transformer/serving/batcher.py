@@ -110,11 +110,14 @@ class DynamicBatcher:
     The sentences of one request may be decoded in several batches.
 
     Few shapes, so compiled decoders are reused: `translate_batch` receives
-    the batch's `rows = rows_for(L)`, a fixed row count for each length,
-    and fills the batch up to it (`TranslatorModel` repeats a sentence), so
-    the decoder only sees shapes `(rows_for(L), L)`, `L` a multiple of 16 as
-    `Translator` pads it: one shape per length step and beam width, which a
-    warm-up compiles before the first request. `rows_for(L)` is
+    a row count `rows = row_count(sentences, L)`, the smallest power of two
+    that holds the batch's sentences, at most `rows_for(L)`, and fills the
+    batch up to it (`TranslatorModel` repeats a sentence). The decoder then
+    only sees shapes `(rows, L)` with `rows` in 1, 2, 4, ... `rows_for(L)`
+    and `L` a multiple of 16 as `Translator` pads it: a few per length step
+    and beam width, the shortest step's compiled by a warm-up before the
+    first request. A lone request is decoded alone, not padded to a full
+    batch; filler rows are at most as many as real ones. `rows_for(L)` is
     `max_batch_size`, fewer when `max_batch_size * L` tokens would pass
     `max_batch_tokens`.
 
@@ -183,8 +186,18 @@ class DynamicBatcher:
         self._batch_seconds = 0.0  # a moving average, for `retry_after_s`
 
     def rows_for(self, length: int) -> int:
-        """The row count of a batch whose sources are padded to `length`."""
+        """The most rows of a batch whose sources are padded to `length`."""
         return max(1, min(self.max_batch_size, self.max_batch_tokens // length))
+
+    def row_count(self, sentences: int, length: int) -> int:
+        """The rows a batch of `sentences` padded to `length` is decoded
+        with: the smallest power of two >= `sentences`, at most
+        `rows_for(length)`."""
+        return min(self.rows_for(length), 1 << max(0, sentences - 1).bit_length())
+
+    def row_counts(self, length: int) -> list[int]:
+        """Every row count of batches padded to `length`, smallest first."""
+        return sorted({self.row_count(n, length) for n in range(1, self.rows_for(length) + 1)})
 
     def start(self) -> "DynamicBatcher":
         """Starts the decoding worker thread; returns the batcher."""
@@ -364,7 +377,8 @@ class DynamicBatcher:
         """One decoding call; its translations go to their requests."""
         started = time.monotonic()
         sentences = [item.request.sentences[item.index] for item in batch]
-        rows = self.rows_for(padded_length(max(item.tokens for item in batch), self.length_step))
+        length = padded_length(max(item.tokens for item in batch), self.length_step)
+        rows = self.row_count(len(batch), length)
         try:
             translations = list(self.translate_batch(sentences, batch[0].request.beams, rows))
             if len(translations) != len(batch):

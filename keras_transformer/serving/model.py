@@ -13,9 +13,9 @@ class TranslatorModel:
     """A `Translator` behind a `DynamicBatcher`.
 
     `translate_batch` fills a batch up to `rows` rows by repeating its
-    first sentence and translates them as one `Translator` batch, so every
-    batch of a length step has the same shape `(rows, length)` and reuses
-    one compiled decoder.
+    first sentence and translates them as one `Translator` batch, so that
+    batches of one length step and row count share a shape `(rows,
+    length)` and reuse one compiled decoder.
 
     Args:
         translator: a `keras_transformer.Translator`.

@@ -29,7 +29,7 @@ class ServerOptions:
         4096, "most padded source tokens (rows x length) per decoding call"
     )
     max_batch_size: int = _option(
-        64, "most sentences per decoding call; each call has a fixed row count per length"
+        64, "most sentences per decoding call (rows: a power of two, filled by repeating one)"
     )
     max_wait_ms: float = _option(5.0, "longest wait for a batch to fill, in milliseconds")
     max_queue: int = _option(1024, "most sentences waiting; a request beyond gets 429")

@@ -101,12 +101,12 @@ class _Service:
 
 
 def _warm_up(model, batcher: DynamicBatcher) -> None:
-    """Translates one sentence in a batch of the shortest length step, so
-    that the decoder the first requests use is compiled."""
+    """Translates one sentence in a batch of each row count of the shortest
+    length step (greedy), so that the decoders most requests use are
+    compiled."""
     tokens = model.count_tokens([WARM_UP_SENTENCE])[0]
-    model.translate_batch(
-        [WARM_UP_SENTENCE], 1, batcher.rows_for(padded_length(tokens, batcher.length_step))
-    )
+    for rows in batcher.row_counts(padded_length(tokens, batcher.length_step)):
+        model.translate_batch([WARM_UP_SENTENCE], 1, rows)
 
 
 def create_app(

@@ -23,6 +23,7 @@ _MODULES = {
     "evaluate_translator": "evaluation",
     "export_translator": "export",
     "load_translator": "run",
+    "output_length_factor_of": "translator",
     "same_characters": "tokenizers",
     "score_translations": "evaluation",
     "tokenize": "tokenizers",

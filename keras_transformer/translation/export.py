@@ -30,9 +30,11 @@ def export_translator(translator, directory: str | os.PathLike, beams: int = 1) 
       It needs TensorFlow Text's ops where the tokenizers use them
       (SentencePiece, WordPiece): `import tensorflow_text` before loading.
     - `translate_ids`: int32 source ids `(batch, length)` (0 = padding, no
-      start or end id) -> int32 target ids `(batch, max_output_length)`,
-      each row the start id, the translation, the end id and then 0: plain
-      TensorFlow ops, for servers without TensorFlow Text.
+      start or end id) -> int32 target ids `(batch, output_length)`,
+      `output_length` being `translator.output_length` of the source length
+      rounded up to a multiple of 16; each row the start id, the
+      translation, the end id and then 0: plain TensorFlow ops, for
+      servers without TensorFlow Text.
 
     Decoding is greedy with `beams=1`, else beam search with the paper's
     length penalty. The export runs on the TensorFlow backend (a model
@@ -111,22 +113,33 @@ def _ids_decoder(translator, beams: int):
 
     sampler = choose_sampler("greedy") if beams == 1 else choose_sampler("beam", beams)
     decoder = CompiledDecoder(translator.transformer, sampler, run_eagerly=True)
-    max_length = translator.max_output_length
 
     @tf.function(jit_compile=True)
     def decode(source_ids, prompt):
         return tf.cast(decoder(source_ids, prompt, END_ID), tf.int32)  # (batch, max_len)
 
     def decode_ids(source_ids):  # (batch, source_len) int32
-        batch = tf.shape(source_ids)[0]
+        source_ids = _pad_to_step(source_ids)  # (batch, padded_len)
+        batch, length = tf.shape(source_ids)[0], tf.shape(source_ids)[1]
+        max_length = _output_length(translator, length)
         prompt = tf.concat(
             [tf.fill([batch, 1], START_ID), tf.zeros([batch, max_length - 1], tf.int32)], axis=1
         )  # (batch, max_len)
-        token_ids = decode(_pad_to_step(source_ids), prompt)  # (batch, max_len)
+        token_ids = decode(source_ids, prompt)  # (batch, max_len)
         ended_before = tf.cumsum(tf.cast(tf.equal(token_ids, END_ID), tf.int32), 1, exclusive=True)
         return tf.where(ended_before > 0, PADDING_ID, token_ids)  # 0 after the end id
 
     return decode_ids
+
+
+def _output_length(translator, source_length):
+    """`Translator.output_length` of a padded source length, in TF ops."""
+    import tensorflow as tf
+
+    if translator.output_length_factor is None:
+        return tf.constant(translator.max_output_length)
+    scaled = tf.math.ceil(translator.output_length_factor * tf.cast(source_length, tf.float64))
+    return tf.clip_by_value(tf.cast(scaled, tf.int32), 2, translator.max_output_length)
 
 
 def _pad_to_step(source_ids):

@@ -1,5 +1,6 @@
 """A Transformer together with its tokenizers: text in, text out."""
 
+import math
 from collections.abc import Callable, Sequence
 
 import keras
@@ -13,12 +14,31 @@ from keras_transformer.translation.tokenizers import (
     tokenize,
     tokens_of,
 )
-from keras_transformer.validation import check_positive_int
+from keras_transformer.validation import check_positive, check_positive_int
 from keras_transformer.version import __version__
 
 # Source batches are padded to a multiple of this many tokens, so that
 # compiled decoders are reused across batches.
 SOURCE_LENGTH_STEP = 16
+
+
+def output_length_factor_of(
+    source_lengths: Sequence[int], target_lengths: Sequence[int], margin: float = 1.5
+) -> float:
+    """`margin` times the largest ratio, over pairs of token counts, of a
+    target's tokens (start and end included) to its source's padded length:
+    a `Translator.output_length_factor` that leaves room for every pair
+    like these.
+
+    Example:
+
+    >>> from keras_transformer.translation import output_length_factor_of
+    >>> output_length_factor_of([3, 20], [30, 40])  # (30 + 2) / 16 * 1.5
+    3.0
+    """
+    sources = np.asarray(source_lengths)
+    padded = np.maximum(1, -(-sources // SOURCE_LENGTH_STEP)) * SOURCE_LENGTH_STEP
+    return margin * float(np.max((np.asarray(target_lengths) + 2) / padded))
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -33,6 +53,14 @@ class Translator(keras.Model):
         target_tokenizer: keras-nlp tokenizer of the target language.
         max_output_length: int. Longest translation in target tokens, the
             start and end tokens included.
+        output_length_factor: float or None. A translation also has at most
+            this many target tokens per source token of its batch, the
+            source length taken as padded (a multiple of 16): with 4, a
+            batch of sources of up to 16 tokens decodes at most 64 steps,
+            even when a row never produces its end token, where it would
+            otherwise run to `max_output_length`. None: `max_output_length`
+            alone bounds it. Defaults to None; a training run sets it from
+            its training pairs (`output_length_factor_of`).
         **kwargs: other keyword arguments of `keras.Model`, such as `name`.
 
     Called on `{"encoder_inputs", "decoder_inputs"}` ids it returns the
@@ -61,14 +89,18 @@ class Translator(keras.Model):
         source_tokenizer: keras.layers.Layer,
         target_tokenizer: keras.layers.Layer,
         max_output_length: int = 64,
+        output_length_factor: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_positive_int("max_output_length", max_output_length)
+        if output_length_factor is not None:
+            output_length_factor = check_positive("output_length_factor", output_length_factor)
         self.transformer = transformer
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.max_output_length = max_output_length
+        self.output_length_factor = output_length_factor
         # The transformer (a functional model) is built; the tokenizers have no weights.
         self.built = True
 
@@ -121,13 +153,21 @@ class Translator(keras.Model):
         """The target ids of the translations, start and end ids included."""
         return self._generate(self.encode_sources(sentences), beams)
 
+    def output_length(self, source_length: int) -> int:
+        """The most target tokens (start and end included) of a batch whose
+        sources are padded to `source_length` tokens."""
+        if self.output_length_factor is None:
+            return self.max_output_length
+        bound = math.ceil(self.output_length_factor * source_length)
+        return max(2, min(self.max_output_length, bound))
+
     def _generate(self, source_ids: np.ndarray, beams: int) -> np.ndarray:
         sampler = {"sampler": "greedy"} if beams == 1 else {"sampler": "beam", "num_beams": beams}
         return self.transformer.generate(
             source_ids,
             START_ID,
             END_ID,
-            max_length=self.max_output_length,
+            max_length=self.output_length(source_ids.shape[1]),
             **sampler,
         )
 
@@ -175,6 +215,7 @@ class Translator(keras.Model):
                 "source_tokenizer": keras.saving.serialize_keras_object(self.source_tokenizer),
                 "target_tokenizer": keras.saving.serialize_keras_object(self.target_tokenizer),
                 "max_output_length": self.max_output_length,
+                "output_length_factor": self.output_length_factor,
                 "keras_transformer_version": __version__,
             }
         )

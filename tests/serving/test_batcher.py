@@ -67,6 +67,13 @@ def test_rows_for_keeps_rows_times_length_within_max_batch_tokens():
     assert [batcher.rows_for(length) for length in (4, 16, 32, 48, 128)] == [8, 4, 2, 1, 1]
 
 
+def test_row_counts_are_powers_of_two_up_to_the_rows_of_the_length():
+    batcher = DynamicBatcher(FakeDecoder(), max_batch_tokens=96, max_batch_size=32)
+    assert batcher.row_counts(1) == [1, 2, 4, 8, 16, 32]
+    assert batcher.row_counts(16) == [1, 2, 4, 6]  # 96 // 16 = 6 rows at most
+    assert [batcher.row_count(n, 1) for n in (1, 2, 3, 5, 17, 32)] == [1, 2, 4, 8, 32, 32]
+
+
 def test_requests_waiting_together_are_merged_into_one_batch():
     decoder = FakeDecoder()
     batcher = DynamicBatcher(decoder, max_batch_size=8, max_wait_ms=0)
@@ -77,7 +84,15 @@ def test_requests_waiting_together_are_merged_into_one_batch():
     assert len(decoder.batches) == 1 and sorted(decoder.batches[0][0]) == sorted(
         f"s{i}{part}" for i in range(4) for part in "ab"
     )
-    assert decoder.batches[0][2] == 8  # rows: the fixed row count of the length
+    assert decoder.batches[0][2] == 8  # rows: 8 sentences fill a power of two
+
+
+def test_a_lone_request_is_decoded_alone_not_filled_to_a_full_batch():
+    decoder = FakeDecoder()
+    with DynamicBatcher(decoder, max_batch_size=32, max_wait_ms=0) as batcher:
+        assert batcher.translate(["alone"]) == ["ALONE"]
+        assert batcher.translate(["a", "b", "c"]) == ["A", "B", "C"]
+    assert [rows for _, _, rows in decoder.batches] == [1, 4]
 
 
 def test_a_batch_keeps_within_the_sentence_and_token_limits():
@@ -95,7 +110,8 @@ def test_a_batch_keeps_within_the_sentence_and_token_limits():
             assert future.result(10) == [sentence.upper() for sentence in sentences]
     for sentences, _, rows in decoder.batches:
         length = padded_length(max(len(sentence) for sentence in sentences))
-        assert len(sentences) <= rows == batcher.rows_for(length) <= 3
+        assert len(sentences) <= rows <= batcher.rows_for(length) <= 3
+        assert rows < 2 * len(sentences)  # fewer filler rows than sentences
         assert rows * length <= 64 or rows == 1
     assert len(decoder.decoded) == sum(len(sentences) for sentences, _ in futures)
 

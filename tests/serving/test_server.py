@@ -193,7 +193,8 @@ def test_readyz_answers_503_until_the_model_is_loaded_and_warmed():
         assert model.decoded == []
         loading.set()
         wait_for(server.url, "/readyz")
-        assert model.decoded == ["Hello, world."]  # the warm-up
+        # The warm-up: one batch of each row count, 1, 2, 4, ... 64.
+        assert model.decoded == ["Hello, world."] * 7
         assert server.translate({"sentences": ["ready"]})[0] == 200
 
 

@@ -34,7 +34,7 @@ def test_a_source_longer_than_the_model_takes_is_refused_with_413(server):
     assert server.translate({"sentences": ["two"]})[0] == 200
 
 
-def test_every_batch_has_the_fixed_row_count_of_its_length(server, monkeypatch):
+def test_a_batch_is_filled_to_a_power_of_two_rows(server, monkeypatch):
     model = server.service.model
     assert model.source_token_limit == MAX_OUTPUT_LENGTH
     assert model.count_tokens(["one", "four one"]) == [3, 8]
@@ -47,4 +47,5 @@ def test_every_batch_has_the_fixed_row_count_of_its_length(server, monkeypatch):
 
     monkeypatch.setattr(model.translator, "translate", recording)
     assert server.translate({"sentences": ["two"]})[0] == 200
-    assert calls == [(["two"] * 4, 4)]  # filled to the 4 rows of a batch
+    assert server.translate({"sentences": ["two", "three", "one"]})[0] == 200
+    assert calls == [(["two"], 1), (["two", "three", "one", "two"], 4)]

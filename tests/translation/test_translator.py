@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 
 from keras_transformer import Transformer, Translator
-from keras_transformer.translation import END_ID, START_ID, tokenize, train_tokenizer
+from keras_transformer.translation import (
+    END_ID,
+    START_ID,
+    output_length_factor_of,
+    tokenize,
+    train_tokenizer,
+)
 
 PAIRS = [
     ("one", "un"),
@@ -73,6 +79,37 @@ def test_keras_file_keeps_tokenizers_and_weights(kind, tmp_path):
         translator.source_tokenizer, SOURCES
     )
     assert restored.translate(SOURCES) == translator.translate(SOURCES)
+
+
+def test_the_output_length_factor_cuts_decoding_short_and_changes_nothing_before():
+    translator = make_translator()
+    translator.max_output_length = 60
+    translator.output_length_factor = None
+    source_length = translator.encode_sources(SOURCES).shape[1]  # 32
+    unbounded = translator.generate_ids(SOURCES)  # (5, up to 60)
+    translator.output_length_factor = 0.75
+    assert translator.output_length(source_length) == 24 and translator.output_length(96) == 60
+    bounded = translator.generate_ids(SOURCES)
+    assert unbounded.shape[1] > 24 >= bounded.shape[1]
+    np.testing.assert_array_equal(bounded, unbounded[:, : bounded.shape[1]])
+
+
+def test_the_output_length_factor_is_saved_and_checked(tmp_path):
+    translator = make_translator()
+    assert translator.output_length_factor is None  # the default: no bound
+    translator.output_length_factor = 2.5
+    restored = Translator.from_config(translator.get_config())
+    assert restored.output_length_factor == 2.5
+    with pytest.raises(ValueError, match="`output_length_factor` must be a number > 0"):
+        Translator(translator.transformer, None, None, output_length_factor=0)
+
+
+def test_the_output_length_factor_of_training_pairs_leaves_room_for_each():
+    sources, targets = [1, 16, 17, 40], [10, 44, 30, 12]
+    factor = output_length_factor_of(sources, targets, margin=1.0)
+    assert factor == (44 + 2) / 16  # the 16-token source padded to 16
+    padded = [16, 16, 32, 48]
+    assert all(t + 2 <= factor * p for t, p in zip(targets, padded, strict=True))
 
 
 def test_attention_maps_label_every_row_and_column(translator):
