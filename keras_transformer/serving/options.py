@@ -39,6 +39,9 @@ class ServerOptions:
     beams_limit: int = _option(8, "largest beam width a request may ask for (more: 422)")
     max_sentences: int = _option(64, "most sentences per request (more: 413)")
     max_characters: int = _option(1000, "most characters per sentence (more: 413)")
+    warm_up_tokens: int = _option(
+        64, "before ready, compile every batch shape of sources up to this many tokens"
+    )
 
     def __post_init__(self):
         for field in dataclasses.fields(self):

@@ -15,6 +15,7 @@ field, 413 too many or too long sentences, 429 a full queue (with
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import signal
 import threading
@@ -67,7 +68,7 @@ class _Service:
         try:
             model = self.load_model()
             batcher = self._batcher(model)
-            _warm_up(model, batcher)
+            _warm_up(model, batcher, self.options.warm_up_tokens)
         except Exception as error:
             self.failed = True
             # A caller told of the failure reports it; else the traceback is all there is.
@@ -100,13 +101,28 @@ class _Service:
             _LOG.info("batcher drained and stopped")
 
 
-def _warm_up(model, batcher: DynamicBatcher) -> None:
-    """Translates one sentence in a batch of each row count of the shortest
-    length step (greedy), so that the decoders most requests use are
-    compiled."""
-    tokens = model.count_tokens([WARM_UP_SENTENCE])[0]
-    for rows in batcher.row_counts(padded_length(tokens, batcher.length_step)):
-        model.translate_batch([WARM_UP_SENTENCE], 1, rows)
+def _warm_up(model, batcher: DynamicBatcher, tokens: int) -> None:
+    """Translates (greedily) a batch of each row count of each length step
+    up to `tokens` source tokens, so that the decoders those requests use
+    are compiled before the first one: sentences made of the warm-up
+    sentence repeated, one per length step their token counts reach."""
+    for sentence in _warm_up_sentences(model, batcher.length_step, tokens):
+        length = padded_length(model.count_tokens([sentence])[0], batcher.length_step)
+        for rows in batcher.row_counts(length):
+            model.translate_batch([sentence], 1, rows)
+
+
+def _warm_up_sentences(model, step: int, tokens: int) -> list[str]:
+    """The shortest repetition of `WARM_UP_SENTENCE` in each length step,
+    up to `tokens` tokens (and the longest source the model takes)."""
+    limit = min(tokens, model.source_token_limit)
+    sentences = {}
+    for repeats in itertools.count(1):
+        sentence = " ".join([WARM_UP_SENTENCE] * repeats)
+        count = model.count_tokens([sentence])[0]
+        if count > limit and sentences:  # the first one is translated whatever its length
+            return list(sentences.values())
+        sentences.setdefault(padded_length(count, step), sentence)
 
 
 def create_app(

@@ -127,7 +127,14 @@ def _ids_decoder(translator, beams: int):
         )  # (batch, max_len)
         token_ids = decode(source_ids, prompt)  # (batch, max_len)
         ended_before = tf.cumsum(tf.cast(tf.equal(token_ids, END_ID), tf.int32), 1, exclusive=True)
-        return tf.where(ended_before > 0, PADDING_ID, token_ids)  # 0 after the end id
+        token_ids = tf.where(ended_before > 0, PADDING_ID, token_ids)  # 0 after the end id
+        if translator.output_length_factor is None:
+            return token_ids
+        # Each row cut to the output length of its own source, as Translator does.
+        source_lengths = tf.reduce_sum(tf.cast(source_ids != PADDING_ID, tf.int32), axis=1)
+        limits = _output_length(translator, _padded_length(source_lengths))  # (batch,)
+        inside = tf.range(max_length)[None, :] < limits[:, None]  # (batch, max_len)
+        return tf.where(inside, token_ids, PADDING_ID)
 
     return decode_ids
 
@@ -142,12 +149,20 @@ def _output_length(translator, source_length):
     return tf.clip_by_value(tf.cast(scaled, tf.int32), 2, translator.max_output_length)
 
 
+def _padded_length(length):
+    """`padded_source_length` in TF ops."""
+    import tensorflow as tf
+
+    return (
+        (tf.maximum(length, 1) + SOURCE_LENGTH_STEP - 1) // SOURCE_LENGTH_STEP * SOURCE_LENGTH_STEP
+    )
+
+
 def _pad_to_step(source_ids):
     import tensorflow as tf
 
     length = tf.shape(source_ids)[1]
-    padded = (tf.maximum(length, 1) + SOURCE_LENGTH_STEP - 1) // SOURCE_LENGTH_STEP
-    return tf.pad(source_ids, [[0, 0], [0, padded * SOURCE_LENGTH_STEP - length]])
+    return tf.pad(source_ids, [[0, 0], [0, _padded_length(length) - length]])
 
 
 def _source_ids(tokenizer, sentences):

@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_transformer.translation.tokenizers import (
     END_ID,
+    PADDING_ID,
     START_ID,
     detokenize,
     pack,
@@ -36,9 +37,15 @@ def output_length_factor_of(
     >>> output_length_factor_of([3, 20], [30, 40])  # (30 + 2) / 16 * 1.5
     3.0
     """
-    sources = np.asarray(source_lengths)
-    padded = np.maximum(1, -(-sources // SOURCE_LENGTH_STEP)) * SOURCE_LENGTH_STEP
+    padded = padded_source_length(np.asarray(source_lengths))
     return margin * float(np.max((np.asarray(target_lengths) + 2) / padded))
+
+
+def padded_source_length(tokens):
+    """`tokens` (an int or an array) rounded up to a multiple of
+    `SOURCE_LENGTH_STEP`, at least one step: the length `Translator` pads
+    a batch of sources to."""
+    return np.maximum(1, -(-tokens // SOURCE_LENGTH_STEP)) * SOURCE_LENGTH_STEP
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
@@ -59,8 +66,11 @@ class Translator(keras.Model):
             batch of sources of up to 16 tokens decodes at most 64 steps,
             even when a row never produces its end token, where it would
             otherwise run to `max_output_length`. None: `max_output_length`
-            alone bounds it. Defaults to None; a training run sets it from
-            its training pairs (`output_length_factor_of`).
+            alone bounds it. Each row of a batch keeps the bound of its own
+            source, so a greedy translation is the same in any batch (a
+            beam search cut short may pick another hypothesis in a batch
+            with longer sources). Defaults to None; a training run sets it
+            from its training pairs (`output_length_factor_of`).
         **kwargs: other keyword arguments of `keras.Model`, such as `name`.
 
     Called on `{"encoder_inputs", "decoder_inputs"}` ids it returns the
@@ -114,8 +124,7 @@ class Translator(keras.Model):
 
     def _pack_sources(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
         longest = max((len(row) for row in rows), default=1)
-        length = -(-max(longest, 1) // SOURCE_LENGTH_STEP) * SOURCE_LENGTH_STEP
-        return pack(rows, length)
+        return pack(rows, int(padded_source_length(longest)))
 
     def translate(
         self,
@@ -154,8 +163,8 @@ class Translator(keras.Model):
         return self._generate(self.encode_sources(sentences), beams)
 
     def output_length(self, source_length: int) -> int:
-        """The most target tokens (start and end included) of a batch whose
-        sources are padded to `source_length` tokens."""
+        """The most target tokens (start and end included) of a translation
+        whose source is padded to `source_length` tokens."""
         if self.output_length_factor is None:
             return self.max_output_length
         bound = math.ceil(self.output_length_factor * source_length)
@@ -163,13 +172,26 @@ class Translator(keras.Model):
 
     def _generate(self, source_ids: np.ndarray, beams: int) -> np.ndarray:
         sampler = {"sampler": "greedy"} if beams == 1 else {"sampler": "beam", "num_beams": beams}
-        return self.transformer.generate(
+        token_ids = self.transformer.generate(
             source_ids,
             START_ID,
             END_ID,
             max_length=self.output_length(source_ids.shape[1]),
             **sampler,
-        )
+        )  # (batch, up to the output length of the batch's source length)
+        return self._cut_to_own_length(token_ids, source_ids)
+
+    def _cut_to_own_length(self, token_ids: np.ndarray, source_ids: np.ndarray) -> np.ndarray:
+        """Each row of `token_ids` cut to the output length of its own
+        source, so that a greedy translation does not depend on the longer
+        sources it is batched with (the decoder is causal: a row's first
+        tokens do not depend on how long the batch decodes)."""
+        if self.output_length_factor is None:
+            return token_ids
+        source_lengths = padded_source_length((source_ids != PADDING_ID).sum(axis=1))  # (batch,)
+        limits = np.array([self.output_length(length) for length in source_lengths])
+        inside = np.arange(token_ids.shape[1]) < limits[:, None]  # (batch, output_len)
+        return np.where(inside, token_ids, PADDING_ID)
 
     def export(self, directory: str, beams: int = 1) -> None:
         """Writes this translator as a TensorFlow SavedModel in `directory`,

@@ -193,7 +193,8 @@ def test_readyz_answers_503_until_the_model_is_loaded_and_warmed():
         assert model.decoded == []
         loading.set()
         wait_for(server.url, "/readyz")
-        # The warm-up: one batch of each row count, 1, 2, 4, ... 64.
+        # The warm-up: a batch of each row count, 1, 2, 4, ... 64, for sources of
+        # each length step up to the model's 20 tokens (characters here).
         assert model.decoded == ["Hello, world."] * 7
         assert server.translate({"sentences": ["ready"]})[0] == 200
 
@@ -253,3 +254,13 @@ def _wait_until(condition, timeout_s=10):
 
 def _metrics(server):
     return server.request("GET", "/metrics")[2].decode()
+
+
+def test_the_warm_up_compiles_each_length_step_up_to_its_tokens():
+    model = FakeModel()
+    model.source_token_limit = 1000
+    options = ServerOptions(max_batch_size=4, warm_up_tokens=48)
+    with running(create_app(lambda: model, options)):
+        # 13, 27 and 41 characters: length steps 16, 32 and 48; rows 1, 2, 4 each.
+        sentences = [" ".join(["Hello, world."] * repeats) for repeats in (1, 2, 3)]
+        assert model.decoded == [sentence for sentence in sentences for _ in range(3)]

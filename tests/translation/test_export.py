@@ -35,6 +35,7 @@ def exported(tmp_path_factory):
     it starts under TensorFlow, and used here."""
     root = tmp_path_factory.mktemp("export")
     translator = make_translator()
+    translator.output_length_factor = 0.4  # 7 tokens for sources of up to 16
     os.makedirs(root / "run")
     translator.save(root / "run" / MODEL_FILE)
     arguments = ["export", "--model", str(root / "run"), "--out", str(root / "export")]
@@ -103,10 +104,13 @@ def test_the_export_translates_as_the_translator(exported, batch_size):
 
 def test_translate_ids_gives_the_generated_ids_padded_to_the_longest_output(exported):
     translator = exported["translator"]
+    source_ids = np.array(SOURCE_IDS)  # (batch, length), length <= 16
+    output_length = translator.output_length(16)
+    assert output_length == 7 < translator.max_output_length
     generated = translator.transformer.generate(
-        np.array(SOURCE_IDS), START_ID, END_ID, max_length=translator.max_output_length
+        source_ids, START_ID, END_ID, max_length=output_length
     )
-    width = translator.max_output_length - generated.shape[1]
+    width = output_length - generated.shape[1]
     expected = np.pad(generated, [(0, 0), (0, width)])
     np.testing.assert_array_equal(exported["outputs"]["translate_ids"], expected)
 

@@ -81,17 +81,22 @@ def test_keras_file_keeps_tokenizers_and_weights(kind, tmp_path):
     assert restored.translate(SOURCES) == translator.translate(SOURCES)
 
 
-def test_the_output_length_factor_cuts_decoding_short_and_changes_nothing_before():
+def test_the_output_length_factor_cuts_each_row_short_and_changes_nothing_before():
     translator = make_translator()
     translator.max_output_length = 60
     translator.output_length_factor = None
-    source_length = translator.encode_sources(SOURCES).shape[1]  # 32
     unbounded = translator.generate_ids(SOURCES)  # (5, up to 60)
-    translator.output_length_factor = 0.75
-    assert translator.output_length(source_length) == 24 and translator.output_length(96) == 60
+    translator.output_length_factor = 0.75  # 12 tokens for sources padded to 16, 24 for 32
+    assert translator.output_length(16) == 12 and translator.output_length(96) == 60
+    limits = [translator.output_length(translator.encode_sources([s]).shape[1]) for s in SOURCES]
+    assert sorted(set(limits)) == [12, 24]  # short and long sources, batched together
     bounded = translator.generate_ids(SOURCES)
-    assert unbounded.shape[1] > 24 >= bounded.shape[1]
-    np.testing.assert_array_equal(bounded, unbounded[:, : bounded.shape[1]])
+    assert unbounded.shape[1] > 24 == bounded.shape[1]
+    for row, full, limit in zip(bounded, unbounded, limits, strict=True):
+        np.testing.assert_array_equal(row[:limit], full[:limit])
+        assert not row[limit:].any()
+    # Each translation is the one its source gets alone.
+    assert [translator.translate([s])[0] for s in SOURCES] == translator.translate(SOURCES)
 
 
 def test_the_output_length_factor_is_saved_and_checked(tmp_path):
