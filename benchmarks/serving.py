@@ -2,7 +2,7 @@
 loopback, with standard-library clients (asyncio streams, keep-alive HTTP/1.1):
 
     python -m benchmarks.serving [--model RUN] [--sentences 200] [--batch-size 8]
-        [--backend jax] [--xla-single-thread] [--quick] [--save]
+        [--max-wait-ms MS] [--backend jax] [--xla-single-thread] [--quick] [--save]
 
 The server runs as a subprocess of this one, on a free port of 127.0.0.1, and
 is always ended by it. The requests carry the first `--sentences` sources of
@@ -894,6 +894,9 @@ def main() -> None:
         help="--max-batch-size of the batched server (default 8: offline, on 2 CPU cores, "
         "batches of 8 gave the most sentences/s; see offline_sentences_per_s_by_batch)",
     )
+    parser.add_argument(
+        "--max-wait-ms", type=float, help="--max-wait-ms of the batched server (default: its own)"
+    )
     parser.add_argument("--backend", default="jax", help="Keras backend of server and reference")
     parser.add_argument(
         "--xla-single-thread",
@@ -916,6 +919,8 @@ def main() -> None:
     checker = Checker(reference)
     env = {"XLA_FLAGS": SINGLE_THREAD_XLA} if args.xla_single_thread else {}
     batched_options = {"max_batch_size": args.batch_size}
+    if args.max_wait_ms is not None:
+        batched_options["max_wait_ms"] = args.max_wait_ms
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

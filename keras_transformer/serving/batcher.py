@@ -139,7 +139,9 @@ class DynamicBatcher:
             Defaults to 4096.
         max_batch_size: int. Most sentences in a batch. Defaults to 64.
         max_wait_ms: float. Longest wait for a batch to fill after its oldest
-            sentence arrived. Defaults to 5.
+            sentence arrived. Defaults to 0: what waits is decoded as soon
+            as the worker is free, and batches form from what arrives while
+            it decodes.
         max_queue: int. Most sentences waiting. Defaults to 1024.
         length_step: int. Source lengths are padded to a multiple of this.
             Defaults to 16, as `Translator` pads them.
@@ -164,7 +166,7 @@ class DynamicBatcher:
         count_tokens: Callable[[list[str]], list[int]] | None = None,
         max_batch_tokens: int = 4096,
         max_batch_size: int = 64,
-        max_wait_ms: float = 5.0,
+        max_wait_ms: float = 0.0,
         max_queue: int = 1024,
         length_step: int = SOURCE_LENGTH_STEP,
         on_batch: Callable[[int, int, float], None] | None = None,

@@ -31,7 +31,11 @@ class ServerOptions:
     max_batch_size: int = _option(
         64, "most sentences per decoding call (rows: a power of two, filled by repeating one)"
     )
-    max_wait_ms: float = _option(5.0, "longest wait for a batch to fill, in milliseconds")
+    max_wait_ms: float = _option(
+        0.0,
+        "longest wait for a batch to fill, in milliseconds (0: decode what waits at once; "
+        "batches still form while a call runs)",
+    )
     max_queue: int = _option(1024, "most sentences waiting; a request beyond gets 429")
     timeout_s: float = _option(
         30.0, "seconds from a request's arrival to its answer; later: 504, undecoded"
@@ -40,7 +44,7 @@ class ServerOptions:
     max_sentences: int = _option(64, "most sentences per request (more: 413)")
     max_characters: int = _option(1000, "most characters per sentence (more: 413)")
     warm_up_tokens: int = _option(
-        64, "before ready, compile every batch shape of sources up to this many tokens"
+        32, "before ready, compile every batch shape of sources up to this many tokens"
     )
 
     def __post_init__(self):
