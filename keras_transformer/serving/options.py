@@ -44,7 +44,7 @@ class ServerOptions:
     max_sentences: int = _option(64, "most sentences per request (more: 413)")
     max_characters: int = _option(1000, "most characters per sentence (more: 413)")
     warm_up_tokens: int = _option(
-        32, "before ready, compile every batch shape of sources up to this many tokens"
+        64, "before ready, compile every batch shape of sources up to this many tokens"
     )
 
     def __post_init__(self):

@@ -24,7 +24,7 @@ def test_help_names_every_flag_with_its_default(capsys):
         ("--max-batch-tokens", "4096"),
         ("--max-batch-size", "64"),
         ("--max-wait-ms", "0"),
-        ("--warm-up-tokens", "32"),
+        ("--warm-up-tokens", "64"),
         ("--max-queue", "1024"),
         ("--timeout-s", "30"),
         ("--beams-limit", "8"),
