@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 DEMO_BACKEND ?= jax
 
-.PHONY: install test demo bench suite real-text serving lint format clean
+.PHONY: install test demo bench suite real-text serving distribution lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -56,6 +56,11 @@ real-text: install
 # minutes (JAX); see docs/serving.md.
 serving: install
 	$(PYTHON) -m benchmarks.serving --save
+
+# Two processes against one over the same CPU devices, a killed process and
+# its resumption (JAX), about 9 minutes on a 2-core CPU; see docs/distribution.md.
+distribution: install
+	KERAS_BACKEND=jax $(PYTHON) -m benchmarks.distribution --save
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -38,9 +38,24 @@ def save_atomically(model: keras.Model, path: str | os.PathLike) -> None:
 
 def save_weights_atomically(model: keras.Model, path: str | os.PathLike) -> None:
     """`model.save_weights(path)` (a `.weights.h5` file) through a temporary
-    file, as `save_atomically` does."""
-    with replacing(path, ".weights.h5") as temporary:
+    file, as `save_atomically` does; outside any `keras.distribution`, so that
+    one process of several can save alone."""
+    with replacing(path, ".weights.h5") as temporary, outside_distribution():
         model.save_weights(temporary)
+
+
+@contextlib.contextmanager
+def outside_distribution() -> Iterator[None]:
+    """Runs the block with no `keras.distribution` set. Saving creates
+    variables (of a throwaway optimizer); under a distribution of several
+    processes, each variable is placed with all of them, so a process that
+    saves alone must do it outside."""
+    distribution = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(distribution)
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:

@@ -3,6 +3,8 @@
     keras-transformer train --out runs/fr                 # built-in number data
     keras-transformer train --data pairs.tsv --out runs/mine --epochs 20
     keras-transformer train --backend jax --distribute data --out runs/fr
+    keras-transformer train --backend jax --distribute data --out /shared/fr \
+        --coordinator host0:4321 --num-processes 2 --process-id 0   # and 1 on host1
     echo "seventy-one" | keras-transformer translate --model runs/fr
     keras-transformer evaluate --model runs/fr --data pairs.tsv
     keras-transformer export --model runs/fr --out exports/fr
@@ -14,6 +16,7 @@ with status 130 and resumes when the same command is run again.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -156,6 +159,34 @@ def _add_train(commands, common) -> None:
         type=int,
         help="with --distribute model: devices that split each kernel (default: all)",
     )
+    processes = train.add_argument_group(
+        "processes",
+        "several processes, on one host or many, that train together (jax); start each with "
+        "the same options and --out (a shared folder), and its own --process-id",
+    )
+    processes.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="where process 0 listens, reachable by every process (default: "
+        "$JAX_COORDINATOR_ADDRESS, else the first of $KERAS_DISTRIBUTION_JOB_ADDRESSES)",
+    )
+    processes.add_argument(
+        "--num-processes",
+        type=int,
+        help="processes that train together (default: $KERAS_DISTRIBUTION_NUM_PROCESSES)",
+    )
+    processes.add_argument(
+        "--process-id",
+        type=int,
+        help="this process, 0 to N-1; 0 writes the files (default: $KERAS_DISTRIBUTION_PROCESS_ID)",
+    )
+    processes.add_argument(
+        "--join-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for every process to join (default: %(default)g)",
+    )
     train.set_defaults(run=_train)
 
 
@@ -243,6 +274,7 @@ def _run_with_backend(backend: str, argv: list[str]) -> int:
 
 def _train(args) -> int:
     from keras_transformer.data import number_splits, split_pairs_file
+    from keras_transformer.data.pairs import read_split_files
     from keras_transformer.translation.run import MODEL_FILE, STATE_DIRECTORY, train_translator
 
     options = TrainingOptions(
@@ -250,9 +282,16 @@ def _train(args) -> int:
     ).check()
     devices = _training_devices(args)
     if args.data:
-        # Streamed into split files of the run, never held in memory whole.
+        # Streamed into split files of the run, never held in memory whole;
+        # with several processes, process 0 writes them.
         directory = os.path.join(args.out, STATE_DIRECTORY, "splits")
-        splits = split_pairs_file(args.data, directory, validation=0.1, test=0.1, seed=options.seed)
+        with contextlib.nullcontext() if devices is None else devices.chief_first("splits"):
+            if devices is None or devices.is_chief:
+                splits = split_pairs_file(
+                    args.data, directory, validation=0.1, test=0.1, seed=options.seed
+                )
+            else:
+                splits = read_split_files(directory)
     else:
         splits = number_splits(count=args.pairs, language=args.language, seed=options.seed)
     # A progress bar on a terminal, one line per epoch in a log file.
@@ -264,6 +303,9 @@ def _train(args) -> int:
         pictures=not args.no_pictures,
         devices=devices,
     )
+    if "process_id" in metrics:
+        print(f"Process {metrics['process_id']} done; process 0 evaluates and saves the model.")
+        return 0
     print(_format_scores(metrics))
     for (source, target), translation in list(
         zip(splits["test"], metrics["translations"], strict=True)
@@ -277,14 +319,23 @@ def _train(args) -> int:
 
 
 def _training_devices(args):
-    from keras_transformer.training.distribution import TrainingDevices
+    from keras_transformer.training.distribution import Cluster, TrainingDevices
 
+    cluster = Cluster.from_environment(
+        args.coordinator, args.num_processes, args.process_id, args.join_timeout, _print_error
+    )
     if args.distribute is None:
         if args.model_axis_size is not None:
             raise ValueError("--model-axis-size needs --distribute model")
+        if cluster is not None:
+            raise ValueError("several processes (--coordinator ...) need --distribute data|model")
         return None
     # train_translator checks the batch size and widths against the devices.
-    return TrainingDevices.create(args.distribute, args.model_axis_size)
+    return TrainingDevices.create(args.distribute, args.model_axis_size, cluster)
+
+
+def _print_error(message: str) -> None:
+    print(f"{PROGRAM}: error: {message}", file=sys.stderr, flush=True)
 
 
 def _translate(args) -> int:

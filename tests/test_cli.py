@@ -237,7 +237,7 @@ def test_backend_flag_reruns_the_command_under_that_backend(monkeypatch):
     args = ["translate", "--backend", other, "--model", "runs/x", "one"]
     assert main(args) == 7
     assert launched == {
-        "args": [sys.executable, "-m", "keras_transformer", *args],
+        "args": [sys.executable, "-m", "keras_transformer_cli", *args],
         "backend": other,
     }
 

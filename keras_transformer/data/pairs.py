@@ -153,6 +153,13 @@ def split_pairs_file(
     return {name: PairsFile(p, size) for (name, size), p in zip(sizes.items(), paths, strict=True)}
 
 
+def read_split_files(directory: str | os.PathLike) -> dict[str, "PairsFile"]:
+    """The split files that `split_pairs_file` wrote to `directory`, read
+    back (each counted once, a line at a time)."""
+    paths = {name: os.path.join(directory, f"{name}.tsv") for name in _split_sizes(0, 0, 0)}
+    return {name: PairsFile(path, sum(1 for _ in iter_pairs(path))) for name, path in paths.items()}
+
+
 class PairsFile(Sequence):
     """The pairs of a split file of `split_pairs_file`, read from disk at
     each pass, so that a split of any size costs no memory. Indexing reads

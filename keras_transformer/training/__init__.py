@@ -2,7 +2,11 @@
 checkpoints, training to a time budget and training over several devices."""
 
 from keras_transformer.training.checkpoints import EpochCheckpoints, average_weights
-from keras_transformer.training.distribution import TrainingDevices, transformer_layout_map
+from keras_transformer.training.distribution import (
+    Cluster,
+    TrainingDevices,
+    transformer_layout_map,
+)
 from keras_transformer.training.losses import MaskedCrossEntropy
 from keras_transformer.training.metrics import MaskedAccuracy
 from keras_transformer.training.schedule import TransformerSchedule, paper_optimizer
@@ -16,6 +20,7 @@ from keras_transformer.validation import parse_duration
 
 __all__ = [
     "BudgetPlan",
+    "Cluster",
     "EpochCheckpoints",
     "MaskedAccuracy",
     "MaskedCrossEntropy",

@@ -30,6 +30,9 @@ class EpochCheckpoints(keras.callbacks.Callback):
         patience: epochs without improvement before training stops; None
             never stops early.
         keep: last epochs whose weights are kept, for `average_weights`.
+        save: False to write nothing and only follow the run (stop early
+            when it does): the processes of a run other than the one that
+            writes its files.
 
     Example:
 
@@ -52,8 +55,10 @@ class EpochCheckpoints(keras.callbacks.Callback):
         monitor: str = "val_loss",
         patience: int | None = None,
         keep: int = 1,
+        save: bool = True,
     ):
         super().__init__()
+        self.save = save
         self.directory = os.fspath(directory)
         self.monitor = monitor
         self.patience = None if patience is None else check_positive_int("patience", patience)
@@ -84,16 +89,19 @@ class EpochCheckpoints(keras.callbacks.Callback):
         self._keep_epoch(epoch)
         if self.state["best"] is None or value < self.state["best"]:
             self.state.update(best=float(value), best_epoch=epoch)
-            save_weights_atomically(self.model, self.best_path)
-        self._write_state()
+            if self.save:
+                save_weights_atomically(self.model, self.best_path)
+        if self.save:
+            self._write_state()
         if self.patience is not None and epoch - self.best_epoch >= self.patience:
             self.model.stop_training = True
 
     def _keep_epoch(self, epoch):
         kept = [e for e in self.state["kept"] if e != epoch] + [epoch]
-        save_weights_atomically(self.model, self._epoch_path(epoch))
-        for old in kept[: -self.keep]:
-            os.remove(self._epoch_path(old))
+        if self.save:
+            save_weights_atomically(self.model, self._epoch_path(epoch))
+            for old in kept[: -self.keep]:
+                os.remove(self._epoch_path(old))
         self.state["kept"] = kept[-self.keep :]
 
     def _epoch_path(self, epoch: int) -> str:

@@ -1,6 +1,9 @@
 """Training on several devices with the engines the backends provide:
 `keras.distribution` (data and model parallel) on JAX, and
-`tf.distribute.MirroredStrategy` (data parallel) on TensorFlow.
+`tf.distribute.MirroredStrategy` (data parallel) on TensorFlow. On JAX the
+devices may belong to several processes, on one host or many (`Cluster`):
+JAX's multi-controller runtime (`jax.distributed`) joins them, and the same
+`keras.distribution` layouts span every process's devices.
 
 Keras 3 has no multi-device `model.fit` on PyTorch: `keras.distribution`
 supports JAX only, and a torch `DistributedDataParallel` run needs a training
@@ -8,14 +11,27 @@ loop of its own, outside `model.fit`. Asking for a distribution there raises a
 `ValueError` that names the backends that can.
 """
 
+import atexit
 import contextlib
 import dataclasses
 import functools
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import keras
 import numpy as np
 
-from keras_transformer.validation import DISTRIBUTE_MODES, check_choice, check_positive_int
+from keras_transformer.validation import (
+    DISTRIBUTE_MODES,
+    check_choice,
+    check_positive,
+    check_positive_int,
+    is_int,
+)
 
 BATCH_AXIS = "batch"
 MODEL_AXIS = "model"
@@ -62,6 +78,335 @@ def transformer_layout_map(
     return layout_map
 
 
+# Where a cluster launcher puts the coordinator and the process's place in the
+# run: JAX's own variable, then Keras's (`keras.distribution.initialize`).
+COORDINATOR_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "KERAS_DISTRIBUTION_JOB_ADDRESSES")
+NUM_PROCESSES_VARIABLE = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+PROCESS_ID_VARIABLE = "KERAS_DISTRIBUTION_PROCESS_ID"
+# How often each process asks the coordinator which processes are alive, and
+# how long the coordinator waits for a process's heartbeat before it counts
+# the process as stopped.
+_WATCH_SECONDS = 0.5
+_HEARTBEAT_SECONDS = 10
+# Barriers wait for other processes' work (process 0 tokenizing a corpus,
+# say); a process that stops is noticed by the watch, not by them.
+_BARRIER_SECONDS = 24 * 3600
+_KEY_PREFIX = "keras_transformer"
+
+
+def _stderr_line(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """The processes of one training run, on one host or several, and where
+    they meet.
+
+    Every process is started with the same `coordinator` (the address where
+    process 0 listens, reachable by all) and `num_processes`, and its own
+    `process_id`. `join()` connects the process to the others through JAX's
+    multi-controller runtime (`jax.distributed.initialize`) before JAX
+    uses a device; afterwards the backend's devices are every process's.
+
+    A failure stops every process with one error line: a coordinator that
+    does not answer within `timeout` seconds, or a process that stops (each
+    process asks the coordinator every half second which processes are
+    alive).
+
+    Args:
+        coordinator: `"HOST:PORT"` of process 0.
+        num_processes: how many processes train together.
+        process_id: this process's place, from 0 to `num_processes - 1`.
+        timeout: seconds to wait for every process to join.
+        report: what shows the error line of a failure (by default, it
+            is written to the standard error stream).
+
+    Example:
+
+    >>> cluster = keras_transformer.training.Cluster("127.0.0.1:4321", 2, 1)
+    >>> cluster.is_chief
+    False
+    """
+
+    coordinator: str
+    num_processes: int
+    process_id: int
+    timeout: float = 60.0
+    report: Callable[[str], None] = dataclasses.field(
+        default=_stderr_line, compare=False, repr=False
+    )
+
+    def __post_init__(self):
+        host, _, port = self.coordinator.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(
+                f"`coordinator` must be HOST:PORT. Received: coordinator={self.coordinator!r}"
+            )
+        check_positive_int("num_processes", self.num_processes)
+        if not is_int(self.process_id) or not 0 <= self.process_id < self.num_processes:
+            raise ValueError(
+                f"`process_id` must be an integer from 0 to {self.num_processes - 1} "
+                f"(num_processes - 1). Received: process_id={self.process_id!r}"
+            )
+        check_positive("timeout", self.timeout)
+
+    @classmethod
+    def from_environment(
+        cls,
+        coordinator: str | None = None,
+        num_processes: int | None = None,
+        process_id: int | None = None,
+        timeout: float = 60.0,
+        report: Callable[[str], None] = _stderr_line,
+    ) -> "Cluster | None":
+        """The cluster the arguments describe, each one that is None read
+        from the environment that launchers set (`JAX_COORDINATOR_ADDRESS`
+        or `KERAS_DISTRIBUTION_JOB_ADDRESSES`, whose first address is the
+        coordinator; `KERAS_DISTRIBUTION_NUM_PROCESSES`,
+        `KERAS_DISTRIBUTION_PROCESS_ID`); None when none of the three is
+        given anywhere (one process)."""
+        environment = os.environ
+        if coordinator is None:
+            addresses = next(
+                (environment[v] for v in COORDINATOR_VARIABLES if v in environment), ""
+            )
+            coordinator = addresses.split(",")[0] or None
+        if num_processes is None and NUM_PROCESSES_VARIABLE in environment:
+            num_processes = _integer(NUM_PROCESSES_VARIABLE, environment[NUM_PROCESSES_VARIABLE])
+        if process_id is None and PROCESS_ID_VARIABLE in environment:
+            process_id = _integer(PROCESS_ID_VARIABLE, environment[PROCESS_ID_VARIABLE])
+        given = {
+            "coordinator": coordinator,
+            "num_processes": num_processes,
+            "process_id": process_id,
+        }
+        if all(value is None for value in given.values()):
+            return None
+        missing = [name for name, value in given.items() if value is None]
+        if missing:
+            raise ValueError(
+                f"Several processes need `coordinator`, `num_processes` and `process_id`; "
+                f"{', '.join(missing)} missing. Received: {given}"
+            )
+        return cls(coordinator, num_processes, process_id, timeout, report)
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this is process 0, the one that writes the run's files."""
+        return self.process_id == 0
+
+    def join(self) -> None:
+        """Connects this process to the others (once per process; later
+        calls do nothing). From then on, if a process stops, or if the
+        processes have not all joined within `timeout` seconds, `report`
+        gets one line naming the cause and this process exits with status 1.
+        A process that ends without `leave()` exits with status 1 without
+        disconnecting."""
+        _join(self)
+
+    def check_same(self, name: str, value) -> None:
+        """Raises `ValueError` in every process unless every process passes
+        the same `value` (a JSON structure) under `name`."""
+        client = self._client
+        mine = json.dumps(value, sort_keys=True)
+        client.key_value_set(f"{_KEY_PREFIX}/{name}/{self.process_id}", mine)
+        for other in range(self.num_processes):
+            with self.stops_reported():
+                theirs = client.blocking_key_value_get(
+                    f"{_KEY_PREFIX}/{name}/{other}", int(self.timeout * 1000)
+                )
+            if theirs != mine:
+                differences = _differences(json.loads(mine), json.loads(theirs))
+                raise ValueError(
+                    f"process {other} of {self.num_processes} was started with other {name} than "
+                    f"process {self.process_id} ({'; '.join(differences)}): start every process "
+                    "with the same options"
+                )
+
+    @contextlib.contextmanager
+    def stops_reported(self) -> Iterator[None]:
+        """Runs the block; if it raises because another process stopped (a
+        collective operation that lost its peer), raises a `ValueError`
+        naming the stopped process instead, once the coordinator confirms
+        it (within its heartbeat timeout)."""
+        import jax
+
+        watch = _joined[self]
+        try:
+            yield
+        except jax.errors.JaxRuntimeError as error:
+            watch.stop()
+            deadline = time.monotonic() + _HEARTBEAT_SECONDS + 5
+            while not (stopped := watch.stopped_processes()) and time.monotonic() < deadline:
+                time.sleep(_WATCH_SECONDS)
+            if stopped:
+                raise ValueError(_stopped_message(self, stopped)) from error
+            raise
+        except BaseException:
+            watch.stop()  # this process stops: the others report it
+            raise
+
+    def barrier(self, name: str) -> None:
+        """Waits until every process has reached the barrier `name`."""
+        with self.stops_reported():
+            self._client.wait_at_barrier(f"{_KEY_PREFIX}/{name}", _BARRIER_SECONDS * 1000)
+
+    def leave(self) -> None:
+        """Waits for every process, then disconnects this one: its devices
+        are its own again (process 0 goes on alone, to evaluate and save)."""
+        import jax
+
+        self.barrier("leave")
+        watch = _joined[self]
+        watch.stop()
+        # Every watch is stopped before any process disconnects, and process
+        # 0, whose coordinator the others disconnect from, disconnects last.
+        watch.client.wait_at_barrier(f"{_KEY_PREFIX}/left", int(self.timeout * 1000))
+        deadline = time.monotonic() + self.timeout
+        while (
+            self.is_chief
+            and len(watch.stopped_processes()) < self.num_processes - 1
+            and time.monotonic() < deadline
+        ):
+            time.sleep(_WATCH_SECONDS / 10)
+        del _joined[self]
+        jax.distributed.shutdown()
+
+    @property
+    def _client(self):
+        if self not in _joined:
+            raise ValueError(f"This process has not joined the cluster; call join() first: {self}")
+        return _joined[self].client
+
+
+def _integer(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"${name} must be an integer. Received: {name}={text!r}") from None
+
+
+def _differences(mine: dict, theirs: dict) -> list[str]:
+    return [
+        f"{key}: {theirs.get(key)!r} there, {mine.get(key)!r} here"
+        for key in sorted({*mine, *theirs})
+        if mine.get(key) != theirs.get(key)
+    ]
+
+
+class _Watch(threading.Thread):
+    """Ends the process with one line when the cluster fails: every process
+    has not joined within the cluster's timeout, or one has stopped."""
+
+    def __init__(self, cluster: Cluster):
+        super().__init__(name="cluster-watch", daemon=True)
+        self.cluster = cluster
+        self.client = None  # set once the process has joined
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()  # one report, from this thread or the main one
+
+    def run(self):
+        cluster = self.cluster
+        deadline = time.monotonic() + cluster.timeout
+        while not self.stopped.wait(_WATCH_SECONDS):
+            if self.client is not None:
+                stopped = self.stopped_processes()
+                if stopped:
+                    self.fail(_stopped_message(cluster, stopped))
+            elif time.monotonic() > deadline:
+                self.fail(
+                    f"process {cluster.process_id} could not join the "
+                    f"{cluster.num_processes} processes at {cluster.coordinator} within "
+                    f"{cluster.timeout:g} s (is process 0 running, and the address reachable?)"
+                )
+
+    def stopped_processes(self) -> list[int]:
+        """The processes that the coordinator no longer hears from; all
+        but this one when the coordinator itself does not answer."""
+        import jax
+
+        everyone = range(self.cluster.num_processes)
+        try:
+            alive = self.client.get_live_nodes(list(everyone))
+        except jax.errors.JaxRuntimeError:
+            return [process for process in everyone if process != self.cluster.process_id]
+        return sorted(set(everyone) - set(alive))
+
+    def fail(self, message: str) -> None:
+        with self.lock:
+            if self.stopped.is_set():
+                return
+            self.cluster.report(message)
+            os._exit(1)  # the main thread may wait in the runtime, out of Python's reach
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped.set()
+
+
+def _stopped_message(cluster: Cluster, stopped: list[int]) -> str:
+    return (
+        f"process {', '.join(map(str, stopped))} of {cluster.num_processes} stopped; "
+        "every process stops: run the same commands again to resume"
+    )
+
+
+_joined: dict[Cluster, _Watch] = {}
+
+
+def _join(cluster: Cluster) -> None:
+    if cluster in _joined:
+        return
+    if _joined:
+        raise ValueError(f"This process already joined another cluster. Received: {cluster}")
+    backend = keras.backend.backend()
+    if backend != "jax":
+        raise ValueError(
+            f"Training over several processes needs the jax backend (jax.distributed); "
+            f"{backend} trains in one process here. Received: num_processes={cluster.num_processes}"
+        )
+    import jax
+
+    watch = _joined[cluster] = _Watch(cluster)
+    watch.start()
+    # A process that stops must not end the others from inside the runtime
+    # (an abort with a C++ stack trace): the watch reports it instead.
+    jax.config.update("jax_enable_recoverability", True)
+    jax.distributed.initialize(
+        cluster.coordinator,
+        cluster.num_processes,
+        cluster.process_id,
+        initialization_timeout=int(cluster.timeout) + 30,  # the watch reports first
+        heartbeat_timeout_seconds=_HEARTBEAT_SECONDS,
+        coordinator_bind_address=_loopback_bind_address(cluster.coordinator),
+    )
+    from jax._src import distributed
+
+    watch.client = distributed.global_state.client
+    atexit.register(_exit_if_joined, cluster)  # runs before JAX's own clean-up
+
+
+def _loopback_bind_address(coordinator: str) -> str | None:
+    """`coordinator` if it is a loopback address: process 0 then listens on
+    loopback only. None otherwise: JAX's default, every interface (or
+    `JAX_COORDINATOR_BIND_ADDRESS`), for processes on other hosts."""
+    host = coordinator.rpartition(":")[0].strip("[]")
+    return coordinator if host == "localhost" or host.startswith("127.") or host == "::1" else None
+
+
+def _exit_if_joined(cluster: Cluster) -> None:
+    """At exit: a process that leaves a cluster without `Cluster.leave`
+    (an error, an interruption) exits with status 1 at once. Disconnecting
+    would wait for processes that may have stopped, and abort when the
+    coordinator is gone."""
+    if cluster in _joined:
+        _joined[cluster].stop()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingDevices:
     """The devices a training run spreads over and the engine that does it.
@@ -75,8 +420,12 @@ class TrainingDevices:
             each batch) or `"model"` (the block kernels are split over
             `model_axis_size` devices as `transformer_layout_map` says, and
             each batch over the others; JAX only).
-        devices: the device names, from the backend.
+        devices: the device names, from the backend (every process's).
         model_axis_size: devices that share one copy of the weights.
+        cluster: the processes that train together (JAX only), or None
+            for one process. Each process feeds `model.fit` the rows of
+            every global batch that its own devices take
+            (`local_rows`), and process 0 alone writes files.
 
     Example:
 
@@ -91,12 +440,16 @@ class TrainingDevices:
     mode: str
     devices: tuple[str, ...]
     model_axis_size: int = 1
+    cluster: Cluster | None = None
 
     @classmethod
-    def create(cls, mode: str, model_axis_size: int | None = None) -> "TrainingDevices":
+    def create(
+        cls, mode: str, model_axis_size: int | None = None, cluster: Cluster | None = None
+    ) -> "TrainingDevices":
         """Every accelerator the backend sees (every CPU device if there is
-        none), for `mode`. `model_axis_size` (mode `"model"` only) defaults
-        to all the devices."""
+        none), for `mode`; with `cluster`, every process's, after joining
+        it. `model_axis_size` (mode `"model"` only) defaults to all the
+        devices."""
         check_choice("distribute", mode, DISTRIBUTE_MODES)
         backend = keras.backend.backend()
         if backend not in ("jax", "tensorflow"):
@@ -110,6 +463,8 @@ class TrainingDevices:
                 f"`distribute='model'` needs the jax backend (keras.distribution.ModelParallel); "
                 f"on {backend} use distribute='data'."
             )
+        if cluster is not None:
+            cluster.join()
         devices = tuple(_list_devices())
         if mode == "data":
             if model_axis_size not in (None, 1):
@@ -117,7 +472,7 @@ class TrainingDevices:
                     "`model_axis_size` applies to distribute='model' only. "
                     f"Received: model_axis_size={model_axis_size!r} with distribute='data'"
                 )
-            return cls(mode, devices)
+            return cls(mode, devices, cluster=cluster)
         model_axis_size = len(devices) if model_axis_size is None else model_axis_size
         check_positive_int("model_axis_size", model_axis_size)
         if len(devices) % model_axis_size:
@@ -125,7 +480,7 @@ class TrainingDevices:
                 f"`model_axis_size` must divide the number of devices ({len(devices)}). "
                 f"Received: model_axis_size={model_axis_size}"
             )
-        return cls(mode, devices, model_axis_size)
+        return cls(mode, devices, model_axis_size, cluster)
 
     @property
     def batch_splits(self) -> int:
@@ -163,11 +518,45 @@ class TrainingDevices:
 
         return keras.tree.map_structure(pad, data)
 
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process writes the run's files (process 0, or the
+        only process)."""
+        return self.cluster is None or self.cluster.is_chief
+
+    def local_rows(self, rows: int) -> slice:
+        """The rows of a global batch of `rows` rows that this process's
+        devices take: all of them in one process; with several, the slice
+        that the data layout gives this process's devices."""
+        if self.cluster is None:
+            return slice(0, rows)
+        layout = self.engine.get_data_layout((rows, 1)).backend_layout
+        slices = [index[0] for index in layout.addressable_devices_indices_map((rows, 1)).values()]
+        return slice(min(s.start or 0 for s in slices), max(s.stop or rows for s in slices))
+
+    @contextlib.contextmanager
+    def chief_first(self, name: str) -> Iterator[None]:
+        """Runs the block in process 0 first and in the others once it is
+        done (`name` names the wait): process 0 writes files, the others
+        read them. In one process, it just runs the block."""
+        if not self.is_chief:
+            self.cluster.barrier(name)
+        yield
+        if self.cluster is not None and self.is_chief:
+            self.cluster.barrier(name)
+
     def scope(self) -> contextlib.AbstractContextManager:
         """The context to build, compile, train and load the model in. A
         model lives with the engine it was built under: use this same
-        `TrainingDevices` for everything done with it."""
-        return self.engine.scope()
+        `TrainingDevices` for everything done with it. With a cluster, an
+        error because another process stopped becomes a `ValueError` that
+        names it (`Cluster.stops_reported`)."""
+        if self.cluster is None:
+            return self.engine.scope()
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.cluster.stops_reported())
+        stack.enter_context(self.engine.scope())
+        return stack
 
     @functools.cached_property
     def engine(self):
@@ -175,13 +564,18 @@ class TrainingDevices:
         `keras.distribution.Distribution` (jax) behind `scope()`."""
         if keras.backend.backend() == "tensorflow":
             return _mirrored_strategy(self.devices)
+        # Each process passes its own rows of the batches (local_rows).
         if self.mode == "data":
-            return keras.distribution.DataParallel(devices=list(self.devices))
+            return keras.distribution.DataParallel(
+                devices=list(self.devices), auto_shard_dataset=False
+            )
         mesh = keras.distribution.DeviceMesh(
             (self.batch_splits, self.model_axis_size), (BATCH_AXIS, MODEL_AXIS), list(self.devices)
         )
         return keras.distribution.ModelParallel(
-            layout_map=transformer_layout_map(mesh), batch_dim_name=BATCH_AXIS
+            layout_map=transformer_layout_map(mesh),
+            batch_dim_name=BATCH_AXIS,
+            auto_shard_dataset=False,
         )
 
 

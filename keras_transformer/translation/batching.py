@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -190,7 +190,10 @@ class TokenBatches(keras.utils.PyDataset):
     batch of a bucket is filled up with rows of padding, which the masked loss
     ignores, so that each bucket has one shape. With `seed`, the pairs of each
     bucket and the order of the batches are shuffled anew for each epoch
-    (`set_epoch`); without, the order is fixed.
+    (`set_epoch`); without, the order is fixed. With `local_rows` (several
+    processes training together: `TrainingDevices.local_rows`), each item
+    holds only the rows of the global batch that this process reads, given
+    the global batch's rows; every process plans the same global batches.
 
     Each item is `(inputs, labels)`: `{"encoder_inputs": (rows, source_len),
     "decoder_inputs": (rows, target_len)}` and labels `(rows, target_len)`;
@@ -207,8 +210,10 @@ class TokenBatches(keras.utils.PyDataset):
         max_length: int,
         seed: int | None = None,
         row_multiple: int = 1,
+        local_rows: Callable[[int], slice] | None = None,
     ):
         super().__init__()
+        self.local_rows = local_rows or (lambda rows: slice(0, rows))
         self.corpus = corpus
         self.batch_tokens = check_positive_int("batch_tokens", batch_tokens)
         self.row_multiple = check_positive_int("row_multiple", row_multiple)
@@ -282,9 +287,9 @@ class TokenBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         members, source_len, target_len = self._batches[index]
-        rows = self.rows_for(max(source_len, target_len))
-        sources, targets = self.corpus.read(members)
-        return seq2seq_arrays(sources, targets, source_len, target_len, rows=rows)
+        rows = self.local_rows(self.rows_for(max(source_len, target_len)))
+        sources, targets = self.corpus.read(members[rows])
+        return seq2seq_arrays(sources, targets, source_len, target_len, rows=rows.stop - rows.start)
 
     def shapes(self) -> collections.Counter:
         """Batches of each `(source_len, target_len)` shape in this epoch."""

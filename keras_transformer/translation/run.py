@@ -15,7 +15,7 @@ import keras
 from keras_transformer.data.pairs import Pair, as_field, fingerprint_pairs
 from keras_transformer.layers.positional_encoding import sinusoidal_encoding
 from keras_transformer.models.transformer import Transformer
-from keras_transformer.saving import save_atomically, write_text_atomically
+from keras_transformer.saving import outside_distribution, save_atomically, write_text_atomically
 from keras_transformer.training import MaskedAccuracy, MaskedCrossEntropy, paper_optimizer
 from keras_transformer.training.checkpoints import EpochCheckpoints, average_weights
 from keras_transformer.training.distribution import TrainingDevices
@@ -34,7 +34,7 @@ from keras_transformer.translation.tokenizers import (
     save_tokenizer,
     train_tokenizers,
 )
-from keras_transformer.translation.translator import Translator
+from keras_transformer.translation.translator import Translator, output_length_factor_of
 
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
@@ -71,6 +71,7 @@ def train_translator(
     log: Callable[[str], None] = print,
     pictures: bool = True,
     devices: TrainingDevices | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict:
     """Trains a `Translator` on `splits["train"]`, validating on
     `splits["validation"]` each epoch, and evaluates it on `splits["test"]`.
@@ -82,24 +83,45 @@ def train_translator(
     the training history live in `directory/training_state`: run the same
     call again after an interruption and training goes on from the last
     finished epoch, on the same devices or on others. Returns the metrics.
+    `callbacks` go to `model.fit` beside the run's own.
 
     With `devices` (a `TrainingDevices`), the model is built and trained over
     several devices; each batch's rows are a multiple of the devices that
-    split it.
+    split it. With `devices.cluster` (several processes, each calling this
+    with the same arguments and `directory`), every process checks that
+    the others were given the same options and pairs; process 0 writes the
+    tokenizers and token caches and the others read them; each process
+    reads its own rows of every batch; process 0 alone writes checkpoints,
+    history and, after training, evaluates and writes the model, reports
+    and pictures, while the others return `{"process_id": ...}` alone.
     """
     options = (options or TrainingOptions()).check()
     _check_splits(splits)
     if devices is not None:
         devices.check_widths(d_model=options.d_model, ff_dim=options.ff_dim)
+    cluster = None if devices is None else devices.cluster
+    if cluster is not None and options.time_budget is not None:
+        raise ValueError(
+            "`time_budget` stops training by each process's own clock, and processes that "
+            "train together must stop at the same step: use `epochs` with several processes. "
+            f"Received: time_budget={options.time_budget!r}, "
+            f"num_processes={cluster.num_processes}"
+        )
     sample = tokenizer_sample(splits["train"])
     if options.shared_vocabulary is None:
         shared = same_characters([source for source, _ in sample], [target for _, target in sample])
         options = dataclasses.replace(options, shared_vocabulary=shared)
     data = {split: fingerprint_pairs(splits[split]) for split in SPLITS}
-    state = _RunState(directory, options, data)
-    keras.utils.set_random_seed(options.seed)
-    source_tokenizer, target_tokenizer = state.tokenizers(sample, options.shared_vocabulary)
-    train, validation = state.batches(source_tokenizer, target_tokenizer, splits, devices)
+    if cluster is not None:
+        cluster.check_same(
+            "options", {**dataclasses.asdict(options), **data, "devices": list(devices.devices)}
+        )
+    chief = devices is None or devices.is_chief
+    with contextlib.nullcontext() if devices is None else devices.chief_first("run files"):
+        state = _RunState(directory, options, data, writes=chief)
+        keras.utils.set_random_seed(options.seed)
+        source_tokenizer, target_tokenizer = state.tokenizers(sample, options.shared_vocabulary)
+        train, validation = state.batches(source_tokenizer, target_tokenizer, splits, devices)
     log(
         f"{len(train.corpus)} training pairs ({train.corpus.skipped} longer than "
         f"{options.max_length} tokens left out), {len(validation.corpus)} validation; "
@@ -108,13 +130,14 @@ def train_translator(
         f"{options.batch_tokens} tokens, {train.padding_share():.0%} padding"
     )
     if devices is not None:
-        log(f"Training on {len(devices.devices)} devices ({devices.mode} parallel)")
+        processes = "" if cluster is None else f" of {cluster.num_processes} processes"
+        log(f"Training on {len(devices.devices)} devices{processes} ({devices.mode} parallel)")
     with _scope(devices):
         started = time.monotonic()
         transformer = build_transformer(
             options, source_tokenizer, target_tokenizer, steps_per_epoch=train.num_batches
         )
-        callbacks = [EpochShuffle(train)]
+        callbacks = [EpochShuffle(train), *callbacks]
         if options.time_budget is not None:
             plan = state.budget_plan(lambda: _plan_budget(transformer, train, validation, options))
             log(plan.describe(train.num_batches))
@@ -141,6 +164,13 @@ def train_translator(
             verbose=verbose,
         )
         training_seconds = time.monotonic() - started
+    if cluster is not None:
+        cluster.leave()
+        if not cluster.is_chief:
+            return {"process_id": cluster.process_id}
+        # Process 0 evaluates and saves on its own devices.
+        transformer = Transformer.from_config(transformer.get_config())
+    with _scope(None if cluster else devices):
         _final_weights(transformer, checkpoints, options.average_checkpoints)
     translator = Translator(
         transformer,
@@ -148,6 +178,9 @@ def train_translator(
         target_tokenizer,
         max_output_length=min(
             2 * int(train.corpus.target_lengths.max()) + 10, 2 * options.max_length
+        ),
+        output_length_factor=output_length_factor_of(
+            train.corpus.source_lengths, train.corpus.target_lengths
         ),
     )
     save_atomically(translator, os.path.join(directory, MODEL_FILE))
@@ -160,6 +193,7 @@ def train_translator(
         "best_epoch": checkpoints.best_epoch + 1,
         "padding_share": round(train.padding_share(), 4),
         "devices": 1 if devices is None else len(devices.devices),
+        "processes": 1 if cluster is None else cluster.num_processes,
         "distribute": None if devices is None else devices.mode,
         "options": dataclasses.asdict(options),
     }
@@ -295,10 +329,12 @@ class _RunState:
     """The files under `directory/training_state` that let an interrupted
     run resume: the options, the tokenizers, the tokenized splits, the
     per-epoch history, the checkpoints and Keras's backup of the last
-    epoch."""
+    epoch. Without `writes` (the processes of a multi-process run other
+    than process 0), it reads them only, once process 0 has written them."""
 
-    def __init__(self, directory, options: TrainingOptions, data: dict):
+    def __init__(self, directory, options: TrainingOptions, data: dict, writes: bool = True):
         self.directory = directory
+        self.writes = writes
         self.root = os.path.join(directory, STATE_DIRECTORY)
         self.backup = os.path.join(self.root, "backup")
         self.history_path = os.path.join(self.root, "history.csv")
@@ -309,6 +345,7 @@ class _RunState:
         data_path = os.path.join(self.root, "data.json")
         if self.resuming:
             self._check_resumable(_read_json(options_path), _read_json(data_path), data)
+        if self.resuming or not writes:
             return
         _write_json(options_path, dataclasses.asdict(options))
         _write_json(data_path, data)
@@ -352,7 +389,7 @@ class _RunState:
         for a new run, one for both sides if `shared`; read back from disk
         for a resumed one."""
         paths = [os.path.join(self.root, f"{side}_tokenizer") for side in ("source", "target")]
-        if self.resuming:
+        if self.resuming or not self.writes:
             return [load_tokenizer(path) for path in paths]
         tokenizers = train_tokenizers(
             [source for source, _ in sample],
@@ -367,9 +404,11 @@ class _RunState:
 
     def batches(self, source_tokenizer, target_tokenizer, splits, devices):
         """Token batches of the training split (shuffled each epoch) and of
-        the validation split, read from the token cache of each."""
+        the validation split, read from the token cache of each (this
+        process's rows of each batch)."""
         options = self.options
         row_multiple = 1 if devices is None else devices.batch_splits
+        local_rows = None if devices is None else devices.local_rows
         return [
             TokenBatches(
                 TokenCorpus.build(
@@ -383,6 +422,7 @@ class _RunState:
                 options.max_length,
                 seed=options.seed if split == "train" else None,
                 row_multiple=row_multiple,
+                local_rows=local_rows,
             )
             for split in ("train", "validation")
         ]
@@ -404,14 +444,17 @@ class _RunState:
             os.path.join(self.root, "checkpoints"),
             patience=self.options.patience,
             keep=self.options.average_checkpoints,
+            save=self.writes,
         )
 
     def callbacks(self, checkpoints: EpochCheckpoints):
         # The checkpoints are written before Keras's backup of the epoch.
+        if not self.writes:
+            return [checkpoints, _RestoreOnly(self.backup, double_checkpoint=True)]
         return [
             checkpoints,
             keras.callbacks.CSVLogger(self.history_path, append=True),
-            keras.callbacks.BackupAndRestore(self.backup, double_checkpoint=True),
+            _Backup(self.backup, double_checkpoint=True),
         ]
 
     def history(self) -> dict[str, list[float]]:
@@ -424,6 +467,26 @@ class _RunState:
         epochs = [records[epoch] for epoch in sorted(records)]
         names = [name for name in (epochs[0] if epochs else {}) if name != "epoch"]
         return {name: [float(record[name]) for record in epochs] for name in names}
+
+
+class _Backup(keras.callbacks.BackupAndRestore):
+    """Keras's backup of each epoch, saved outside the distribution (see
+    `outside_distribution`)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        with outside_distribution():
+            super().on_epoch_end(epoch, logs)
+
+
+class _RestoreOnly(keras.callbacks.BackupAndRestore):
+    """Restores a resumed run from the backup that another process writes,
+    and neither writes nor deletes it."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
 
 
 def _weight_options(options: TrainingOptions | dict) -> dict:

@@ -13,6 +13,7 @@ import pytest
 
 from keras_transformer import Transformer
 from keras_transformer.training import (
+    Cluster,
     MaskedAccuracy,
     MaskedCrossEntropy,
     TrainingDevices,
@@ -241,3 +242,44 @@ def test_unsupported_requests_name_the_alternative():
     if "data" in SUPPORTED_MODES:
         with pytest.raises(ValueError, match="model_axis_size.*distribute='model' only"):
             TrainingDevices.create("data", 2)
+
+
+def test_a_cluster_comes_from_the_arguments_or_the_launchers_variables(monkeypatch):
+    for name in ("JAX_COORDINATOR_ADDRESS", "KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("KERAS_DISTRIBUTION_NUM_PROCESSES", "KERAS_DISTRIBUTION_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert Cluster.from_environment() is None
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "10.0.0.1:1234,10.0.0.2:1234")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "1")
+    assert Cluster.from_environment() == Cluster("10.0.0.1:1234", 2, 1)
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "host0:99")
+    cluster = Cluster.from_environment(process_id=0)
+    assert (cluster.coordinator, cluster.process_id, cluster.is_chief) == ("host0:99", 0, True)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (("host0", 2, 0), r"`coordinator` must be HOST:PORT. Received: coordinator='host0'"),
+        (("host0:1", 0, 0), r"`num_processes` must be a positive integer.*=0"),
+        (("host0:1", 2, 2), r"`process_id` must be an integer from 0 to 1.*process_id=2"),
+    ],
+)
+def test_bad_clusters_are_refused(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        Cluster(*arguments)
+
+
+def test_a_partly_described_cluster_names_what_is_missing(monkeypatch):
+    monkeypatch.delenv("KERAS_DISTRIBUTION_PROCESS_ID", raising=False)
+    with pytest.raises(ValueError, match="process_id missing"):
+        Cluster.from_environment("host0:1", 2)
+
+
+@pytest.mark.skipif(BACKEND == "jax", reason="jax trains over several processes")
+def test_several_processes_are_refused_with_the_backends_that_can():
+    backends = "jax" if BACKEND == "tensorflow" else "jax.*tensorflow"
+    with pytest.raises(ValueError, match=backends):
+        TrainingDevices.create("data", cluster=Cluster("127.0.0.1:1", 2, 0))

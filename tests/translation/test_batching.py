@@ -120,6 +120,25 @@ def test_rows_divide_by_the_devices_and_grouping_saves_padding(corpus, make_batc
     assert batches.padding_share() < 1 - real / longest_rows
 
 
+def test_each_process_reads_its_rows_of_the_same_global_batches(make_batches):
+    """Two processes, each given half of every global batch's rows, read
+    together what one process reads, in the same order."""
+
+    def half(process):
+        return lambda rows: slice(process * rows // 2, (process + 1) * rows // 2)
+
+    whole = make_batches(1024, 256, seed=3, row_multiple=2)
+    halves = [make_batches(1024, 256, seed=3, row_multiple=2, local_rows=half(p)) for p in (0, 1)]
+    for batches in (whole, *halves):
+        batches.set_epoch(1)
+    for index in range(whole.num_batches):
+        inputs, labels = whole[index]
+        (first, first_labels), (second, second_labels) = (part[index] for part in halves)
+        np.testing.assert_array_equal(np.concatenate([first_labels, second_labels]), labels)
+        for name, rows in inputs.items():
+            np.testing.assert_array_equal(np.concatenate([first[name], second[name]]), rows)
+
+
 def test_a_budget_below_the_longest_pair_is_refused(corpus):
     longest = length_buckets(256)[np.searchsorted(length_buckets(256), corpus.source_lengths.max())]
     with pytest.raises(ValueError, match=f"`batch_tokens`=40 is smaller.*{longest} tokens"):

@@ -1,0 +1,319 @@
+"""Training over several processes on this host, against one process over
+as many devices (JAX, CPU devices, loopback):
+
+    python -m benchmarks.distribution [--phases data model failures]
+        [--pairs 2000] [--epochs 2] [--save]
+
+Each phase starts its processes itself (`python -m benchmarks.distribution
+--worker ...`, each a `train_translator` call, or `keras-transformer train`)
+and ends every one of them:
+
+- data, model: the built-in number pairs trained with `--distribute data`
+  (or `model` with a model axis of 2) by one process with 4 CPU devices and
+  by 2 processes with 2 each. Compared: the running loss after each of the
+  first `--steps` steps (as Keras logs it, the epoch's mean so far), the
+  epoch losses of `training_state/history.csv`, the final weights of
+  `model.keras`; and the steps per second of the last epoch.
+- failures: `keras-transformer train` over 2 processes, process 1 killed
+  (SIGKILL) once the first epoch is backed up: the seconds until process 0
+  stops and its error line; the same commands again, and the epochs they
+  finish; then one process whose coordinator never answers
+  (`--join-timeout 5`).
+
+Prints one JSON line per phase; `--save` writes docs/distribution_results.json.
+The processes share this machine's cores, so the timings show the overhead
+of the runtime on one host, not a speed-up.
+"""
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "docs", "distribution_results.json")
+DEVICES = 4
+PROCESSES = 2
+# A small model, so that the runs take minutes on a CPU.
+MODEL = {"num_layers": 2, "d_model": 32, "num_heads": 4, "ff_dim": 64, "beams": 1}
+WAIT_SECONDS = 600
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(module_arguments, devices):
+    """`python -m MODULE ARGUMENTS...` under JAX with `devices` CPU devices."""
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "JAX_NUM_CPU_DEVICES": str(devices)}
+    return subprocess.Popen(
+        [sys.executable, "-m", *map(str, module_arguments)],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def start_worker(out, mode, pairs, epochs, devices, cluster=()):
+    """A `--worker` process of this script with `devices` CPU devices;
+    `cluster` is `(port, process_id)` for one of `PROCESSES` processes."""
+    worker = [out, mode, pairs, epochs, *cluster]
+    return start(["benchmarks.distribution", "--worker", *worker], devices)
+
+
+def start_command(out, pairs, epochs, port, process_id, *extra):
+    """Process `process_id` of `keras-transformer train` over `PROCESSES`
+    processes of 2 devices, with `MODEL`."""
+    model = [f"--{name.replace('_', '-')}={value}" for name, value in MODEL.items()]
+    cluster = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", PROCESSES]
+    arguments = ["train", "--distribute", "data", "--pairs", pairs, "--epochs", epochs, "--seed", 0]
+    arguments += [*model, "--no-pictures", "--out", out, *cluster, "--process-id", process_id]
+    return start(["keras_transformer_cli", *arguments, *extra], DEVICES // PROCESSES)
+
+
+@contextlib.contextmanager
+def ended(started):
+    """Yields the processes; kills any still running at the end."""
+    try:
+        yield started
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("keras-transformer: ")]
+
+
+def run_together(out, mode, pairs, epochs, processes):
+    """Trains one run with `processes` processes over `DEVICES` devices in
+    all; raises if one fails. Returns the wall seconds."""
+    began = time.monotonic()
+    port = free_port()
+    devices = DEVICES // processes
+    cluster = [(port, index) if processes > 1 else () for index in range(processes)]
+    started = [start_worker(out, mode, pairs, epochs, devices, place) for place in cluster]
+    with ended(started):
+        for process in started:
+            _, err = process.communicate(timeout=WAIT_SECONDS)
+            if process.returncode:
+                raise RuntimeError(f"a worker failed ({process.returncode}): {err[-2000:]}")
+    return time.monotonic() - began
+
+
+def relative_difference(values, references) -> float:
+    import numpy as np
+
+    values, references = np.asarray(values, "float64"), np.asarray(references, "float64")
+    return float(np.max(np.abs(values - references) / np.maximum(np.abs(references), 1e-12)))
+
+
+def epoch_losses(out):
+    with open(os.path.join(out, "training_state", "history.csv"), encoding="utf-8") as file:
+        return [float(row["loss"]) for row in csv.DictReader(file)]
+
+
+def final_weights(out):
+    import keras
+
+    from keras_transformer.translation.run import load_translator
+
+    weights = load_translator(out).transformer.weights
+    return {weight.path: keras.ops.convert_to_numpy(weight) for weight in weights}
+
+
+def weight_differences(out, reference_out) -> dict:
+    """The largest absolute difference over all weights, and over all but
+    the key biases (whose exact gradient is zero: Adam turns rounding
+    noise there into full steps)."""
+    import numpy as np
+
+    weights, reference = final_weights(out), final_weights(reference_out)
+    largest = {path: float(np.max(np.abs(w - reference[path]))) for path, w in weights.items()}
+    return {
+        "max_abs_difference": max(largest.values()),
+        "max_abs_difference_but_key_biases": max(
+            value for path, value in largest.items() if not path.endswith("key/bias")
+        ),
+        "max_abs_weight": max(float(np.max(np.abs(w))) for w in reference.values()),
+    }
+
+
+def compare(mode, pairs, epochs, steps, directory) -> dict:
+    """One process over 4 devices against 2 processes over 2 each."""
+    outs = {count: os.path.join(directory, f"{mode}_{count}") for count in (1, PROCESSES)}
+    seconds = {count: run_together(out, mode, pairs, epochs, count) for count, out in outs.items()}
+    records = {}
+    for count, out in outs.items():
+        with open(os.path.join(out, "steps.json"), encoding="utf-8") as file:
+            records[count] = json.load(file)
+    one, several = records[1], records[PROCESSES]
+    return {
+        "phase": mode,
+        "pairs": pairs,
+        "epochs": epochs,
+        "steps_compared": min(steps, len(one["losses"])),
+        "step_loss_max_relative_difference": relative_difference(
+            several["losses"][:steps], one["losses"][:steps]
+        ),
+        "epoch_losses": {"1x4": epoch_losses(outs[1]), "2x2": epoch_losses(outs[PROCESSES])},
+        "epoch_loss_max_relative_difference": relative_difference(
+            epoch_losses(outs[PROCESSES]), epoch_losses(outs[1])
+        ),
+        "final_weights": weight_differences(outs[PROCESSES], outs[1]),
+        "last_epoch_steps_per_second": {
+            "1x4": one["last_epoch_steps_per_second"],
+            "2x2": several["last_epoch_steps_per_second"],
+        },
+        "wall_seconds": {"1x4": round(seconds[1], 1), "2x2": round(seconds[PROCESSES], 1)},
+    }
+
+
+def backed_up_epochs(out):
+    path = os.path.join(out, "training_state", "backup", "training_metadata.json")
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)["epoch"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def failures(pairs, epochs, directory) -> dict:
+    """`keras-transformer train` over 2 processes: process 1 killed once
+    the first epoch is backed up, the same commands again, and a process
+    whose coordinator does not answer."""
+    out = os.path.join(directory, "killed")
+    port = free_port()
+    started = [start_command(out, pairs, epochs, port, index) for index in range(PROCESSES)]
+    with ended(started):
+        deadline = time.monotonic() + WAIT_SECONDS
+        while backed_up_epochs(out) != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started[1].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = started[0].communicate(timeout=WAIT_SECONDS)
+        stopped_after = time.monotonic() - killed
+    killed_record = {
+        "process_0_status": started[0].returncode,
+        "process_0_error_lines": error_lines(err),
+        "seconds_from_kill_to_process_0_exit": round(stopped_after, 1),
+        "epochs_logged_before_resuming": len(epoch_losses(out)),
+    }
+    began = time.monotonic()
+    port = free_port()
+    started = [start_command(out, pairs, epochs, port, index) for index in range(PROCESSES)]
+    with ended(started):
+        for process in started:
+            process.communicate(timeout=WAIT_SECONDS)
+    resumed = {
+        "statuses": [process.returncode for process in started],
+        "epochs_logged": len(epoch_losses(out)),
+        "epoch_losses": epoch_losses(out),
+        "wall_seconds": round(time.monotonic() - began, 1),
+    }
+    began = time.monotonic()
+    alone = [start_command(out, pairs, epochs, free_port(), 1, "--join-timeout", 5)]
+    with ended(alone):
+        _, err = alone[0].communicate(timeout=WAIT_SECONDS)
+    return {
+        "phase": "failures",
+        "killed": killed_record,
+        "resumed": resumed,
+        "coordinator_not_answering": {
+            "join_timeout": 5,
+            "status": alone[0].returncode,
+            "error_lines": error_lines(err),
+            "seconds_to_exit": round(time.monotonic() - began, 1),
+        },
+    }
+
+
+def worker(out, mode, pairs, epochs, port=None, process_id=None):
+    """One process of a run: joins the others (if `port`), trains with
+    `train_translator` and, in process 0, writes `steps.json`."""
+    from keras_transformer.training import Cluster, TrainingDevices
+
+    cluster = None
+    if port is not None:
+        cluster = Cluster(f"127.0.0.1:{port}", PROCESSES, int(process_id))
+    devices = TrainingDevices.create(mode, 2 if mode == "model" else None, cluster)
+
+    import keras
+
+    from keras_transformer.data import number_splits
+    from keras_transformer.translation.options import TrainingOptions
+    from keras_transformer.translation.run import train_translator
+
+    class StepLosses(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.losses, self.epoch_began, self.steps_per_second = [], 0.0, None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_began, self.steps = time.perf_counter(), 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.losses.append(float(logs["loss"]))
+            self.steps += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.steps_per_second = self.steps / (time.perf_counter() - self.epoch_began)
+
+    steps = StepLosses()
+    options = TrainingOptions(epochs=int(epochs), seed=0, **MODEL)
+    splits = number_splits(count=int(pairs), seed=0)
+    train_translator(
+        splits, out, options, verbose=0, pictures=False, devices=devices, callbacks=[steps]
+    )
+    if devices.is_chief:
+        record = {"losses": steps.losses, "last_epoch_steps_per_second": steps.steps_per_second}
+        with open(os.path.join(out, "steps.json"), "w", encoding="utf-8") as file:
+            json.dump(record, file)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--phases", nargs="+", default=["data", "model", "failures"])
+    parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=20, help="steps whose losses are compared")
+    parser.add_argument("--save", action="store_true")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(*args.worker)
+    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+    with tempfile.TemporaryDirectory() as directory:
+        for phase in args.phases:
+            if phase == "failures":
+                record = failures(args.pairs, args.epochs, directory)
+            else:
+                record = compare(phase, args.pairs, args.epochs, args.steps, directory)
+            print(json.dumps(record), flush=True)
+            results[phase] = record
+    if args.save:
+        saved = {}
+        if os.path.exists(RESULTS):
+            with open(RESULTS, encoding="utf-8") as file:
+                saved = json.load(file)
+        with open(RESULTS, "w", encoding="utf-8") as file:
+            json.dump({**saved, **results}, file, indent=2)
+            file.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""`keras-transformer train` over two processes on this host (JAX's
+multi-controller runtime over loopback): the same epochs as one process
+over the same four devices, process 0 alone writing, and one error line
+in every process when they cannot work together."""
+
+import contextlib
+import csv
+import json
+import os
+import socket
+import subprocess
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_transformer_cli import main
+from tests.cli_runs import command
+from tests.conftest import VIRTUAL_DEVICES
+from tests.helpers import BACKEND
+from tests.test_cli_resume import epochs_logged, one_shape  # noqa: F401
+
+pytestmark = pytest.mark.skipif(BACKEND != "jax", reason="several processes train on jax only")
+PROCESSES = 2
+# The processes start, compile and train in well under this.
+WAIT_SECONDS = 240
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(args, port, process_id, devices=VIRTUAL_DEVICES // PROCESSES):
+    """Process `process_id` of `keras-transformer train args`, with
+    `devices` CPU devices."""
+    environment = {**os.environ, "KERAS_BACKEND": BACKEND, "JAX_NUM_CPU_DEVICES": str(devices)}
+    cluster = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(PROCESSES)]
+    return subprocess.Popen(
+        command(*args, *cluster, "--process-id", str(process_id)),
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@contextlib.contextmanager
+def ended(*started):
+    """Yields the started processes; kills those still running at the end."""
+    try:
+        yield started
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+
+
+def both(args, other_args=None):
+    """Processes 0 and 1 of a run with `args` (process 1 with `other_args`
+    if given)."""
+    port = free_port()
+    return ended(start(args, port, 0), start(other_args or args, port, 1))
+
+
+def finish(started):
+    """`(status, stdout, error lines)` of each process once it ends."""
+    results = []
+    for process in started:
+        out, err = process.communicate(timeout=WAIT_SECONDS)
+        errors = [line for line in err.splitlines() if line.startswith("keras-transformer: ")]
+        results.append((process.returncode, out, errors))
+    return results
+
+
+def history(out):
+    with open(os.path.join(out, "training_state", "history.csv"), encoding="utf-8") as file:
+        return [float(row["loss"]) for row in csv.DictReader(file)]
+
+
+def weights(out):
+    """The trained weights by path, but for the key biases: their exact
+    gradient is zero, so Adam turns rounding noise into full steps."""
+    model = keras.saving.load_model(os.path.join(out, "model.keras"), compile=False)
+    return {
+        weight.path: keras.ops.convert_to_numpy(weight)
+        for weight in model.transformer.weights
+        if not weight.path.endswith("key/bias")
+    }
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, one_shape):  # noqa: F811
+    """The same run in this process, over its four virtual devices."""
+    out = str(tmp_path_factory.mktemp("one_process"))
+    assert main(["train", "--out", out, "--distribute", "data", *one_shape]) == 0
+    return out
+
+
+def test_two_processes_train_as_one(tmp_path, one_shape, one_process):  # noqa: F811
+    """The same epoch losses and weights as one process over the four
+    devices (killing a process and resuming: benchmarks/distribution.py)."""
+    out = str(tmp_path / "run")
+    args = ["train", "--out", out, "--distribute", "data", *one_shape]
+    with both(args) as started:
+        (status_0, out_0, errors_0), (status_1, out_1, errors_1) = finish(started)
+    assert (status_0, errors_0, status_1, errors_1) == (0, [], 0, [])
+    assert "Process 1 done" in out_1 and "Saved" in out_0
+    assert epochs_logged(out) == [0, 1]
+    np.testing.assert_allclose(history(out), history(one_process), rtol=1e-5)
+    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as file:
+        metrics = json.load(file)
+    assert (metrics["devices"], metrics["processes"]) == (VIRTUAL_DEVICES, PROCESSES)
+    reference = weights(one_process)
+    for path, weight in weights(out).items():
+        np.testing.assert_allclose(weight, reference[path], rtol=1e-4, atol=1e-5, err_msg=path)
+
+
+def test_processes_started_with_other_options_stop_with_one_line(tmp_path, one_shape):  # noqa: F811
+    args = ["train", "--out", str(tmp_path), "--distribute", "data", *one_shape]
+    with both(args, [*args, "--epochs", "3"]) as started:
+        results = finish(started)
+    for status, _, errors in results:
+        assert status == 1
+        assert len(errors) == 1 and "was started with other options" in errors[0]
+        assert "epochs: " in errors[0]
+
+
+def test_a_coordinator_that_does_not_answer_stops_the_process_with_one_line(tmp_path):
+    args = ["train", "--out", str(tmp_path), "--distribute", "data", "--join-timeout", "2"]
+    began = time.monotonic()
+    with ended(start(args, free_port(), 1)) as started:
+        [(status, _, errors)] = finish(started)
+    assert status == 1 and len(errors) == 1
+    assert "process 1 could not join the 2 processes at 127.0.0.1:" in errors[0]
+    assert "within 2 s" in errors[0]
+    assert time.monotonic() - began < 30
