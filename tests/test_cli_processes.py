@@ -3,11 +3,9 @@ multi-controller runtime over loopback): the same epochs as one process
 over the same four devices, process 0 alone writing, and one error line
 in every process when they cannot work together."""
 
-import contextlib
 import csv
 import json
 import os
-import socket
 import subprocess
 import time
 
@@ -15,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 
+from benchmarks.distribution import ended, free_port
 from keras_transformer_cli import main
 from tests.cli_runs import command
 from tests.conftest import VIRTUAL_DEVICES
@@ -25,12 +24,6 @@ pytestmark = pytest.mark.skipif(BACKEND != "jax", reason="several processes trai
 PROCESSES = 2
 # The processes start, compile and train in well under this.
 WAIT_SECONDS = 240
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start(args, port, process_id, devices=VIRTUAL_DEVICES // PROCESSES):
@@ -47,23 +40,11 @@ def start(args, port, process_id, devices=VIRTUAL_DEVICES // PROCESSES):
     )
 
 
-@contextlib.contextmanager
-def ended(*started):
-    """Yields the started processes; kills those still running at the end."""
-    try:
-        yield started
-    finally:
-        for process in started:
-            if process.poll() is None:
-                process.kill()
-            process.communicate()
-
-
 def both(args, other_args=None):
     """Processes 0 and 1 of a run with `args` (process 1 with `other_args`
     if given)."""
     port = free_port()
-    return ended(start(args, port, 0), start(other_args or args, port, 1))
+    return ended([start(args, port, 0), start(other_args or args, port, 1)])
 
 
 def finish(started):
@@ -132,7 +113,7 @@ def test_processes_started_with_other_options_stop_with_one_line(tmp_path, one_s
 def test_a_coordinator_that_does_not_answer_stops_the_process_with_one_line(tmp_path):
     args = ["train", "--out", str(tmp_path), "--distribute", "data", "--join-timeout", "2"]
     began = time.monotonic()
-    with ended(start(args, free_port(), 1)) as started:
+    with ended([start(args, free_port(), 1)]) as started:
         [(status, _, errors)] = finish(started)
     assert status == 1 and len(errors) == 1
     assert "process 1 could not join the 2 processes at 127.0.0.1:" in errors[0]

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from benchmarks.distribution import backed_up_epochs
 from keras_transformer.data import number_pairs
 from keras_transformer.translation import run as run_module
 from keras_transformer_cli import main
@@ -32,16 +33,6 @@ def epochs_logged(out):
         return [int(row["epoch"]) for row in csv.DictReader(file)]
 
 
-def epochs_backed_up(out):
-    """The epochs Keras's backup holds, or None before the first one ends."""
-    path = os.path.join(out, "training_state", "backup", "training_metadata.json")
-    try:
-        with open(path, encoding="utf-8") as file:
-            return json.load(file)["epoch"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def test_a_killed_run_resumes_where_it_stopped_on_other_devices(tmp_path, capsys, one_shape):
     """Killed (no clean-up) once its first epoch is backed up, then resumed
     by the same command; on JAX the second epoch runs data parallel over 4
@@ -55,7 +46,7 @@ def test_a_killed_run_resumes_where_it_stopped_on_other_devices(tmp_path, capsys
     )
     deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:
-        if epochs_backed_up(out) == 1:
+        if backed_up_epochs(out) == 1:
             process.send_signal(signal.SIGKILL)
         time.sleep(0.01)
     process.wait()

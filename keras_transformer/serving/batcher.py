@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
-from keras_transformer.translation.translator import SOURCE_LENGTH_STEP
+from keras_transformer.translation.translator import SOURCE_LENGTH_STEP, padded_source_length
 from keras_transformer.validation import check_non_negative, check_positive_int
 
 _LOG = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def padded_length(tokens: int, step: int = SOURCE_LENGTH_STEP) -> int:
     >>> padded_length(1), padded_length(16), padded_length(17)
     (16, 16, 32)
     """
-    return max(1, math.ceil(tokens / step)) * step
+    return int(padded_source_length(tokens, step))
 
 
 class DynamicBatcher:

@@ -6,7 +6,7 @@ Its modules are imported when one of their names is first used, so that
 TensorFlow's text ops, matplotlib) until it is needed.
 """
 
-import importlib
+from keras_transformer.lazy import lazy_names
 
 # Each public name, and the module of this package that defines it.
 _MODULES = {
@@ -36,13 +36,4 @@ _MODULES = {
 __all__ = sorted(_MODULES)
 
 
-def __getattr__(name: str):
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_MODULES})
+__getattr__, __dir__ = lazy_names(__name__, _MODULES)

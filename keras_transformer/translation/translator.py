@@ -41,11 +41,10 @@ def output_length_factor_of(
     return margin * float(np.max((np.asarray(target_lengths) + 2) / padded))
 
 
-def padded_source_length(tokens):
-    """`tokens` (an int or an array) rounded up to a multiple of
-    `SOURCE_LENGTH_STEP`, at least one step: the length `Translator` pads
-    a batch of sources to."""
-    return np.maximum(1, -(-tokens // SOURCE_LENGTH_STEP)) * SOURCE_LENGTH_STEP
+def padded_source_length(tokens, step: int = SOURCE_LENGTH_STEP):
+    """`tokens` (an int or an array) rounded up to a multiple of `step`, at
+    least one step: the length `Translator` pads a batch of sources to."""
+    return np.maximum(1, -(-tokens // step)) * step
 
 
 @keras.saving.register_keras_serializable(package="keras_transformer")
