@@ -139,12 +139,20 @@ def main() -> None:
         results.append(result)
         print(json.dumps(results[-1]), flush=True)
     if args.save:
+        # The backends not checked now keep their earlier results.
+        path = os.path.join(ROOT, "docs", "export_results.json")
+        earlier = []
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as file:
+                earlier = json.load(file)["results"]
+        checked = {result["backend"] for result in results}
         summary = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "date": time.strftime("%Y-%m-%d"),
-            "results": results,
+            "command": " ".join(["python -m benchmarks.export", *sys.argv[1:]]),
+            "results": [r for r in earlier if r["backend"] not in checked] + results,
         }
-        with open(os.path.join(ROOT, "docs", "export_results.json"), "w") as file:
+        with open(path, "w", encoding="utf-8") as file:
             json.dump(summary, file, indent=2)
             file.write("\n")
 

@@ -161,14 +161,15 @@ def _add_train(commands, common) -> None:
     )
     processes = train.add_argument_group(
         "processes",
-        "several processes, on one host or many, that train together (jax); start each with "
-        "the same options and --out (a shared folder), and its own --process-id",
+        "several processes, on one host or many, that train together (jax, tensorflow); start "
+        "each with the same options and --out (a shared folder), and its own --process-id",
     )
     processes.add_argument(
         "--coordinator",
-        metavar="HOST:PORT",
-        help="where process 0 listens, reachable by every process (default: "
-        "$JAX_COORDINATOR_ADDRESS, else the first of $KERAS_DISTRIBUTION_JOB_ADDRESSES)",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="where process 0 listens, reachable by every process; on tensorflow, where each "
+        "process listens, process 0 first (default: $JAX_COORDINATOR_ADDRESS, else "
+        "$KERAS_DISTRIBUTION_JOB_ADDRESSES, else $TF_CONFIG)",
     )
     processes.add_argument(
         "--num-processes",

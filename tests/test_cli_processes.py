@@ -1,7 +1,8 @@
-"""`keras-transformer train` over two processes on this host (JAX's
-multi-controller runtime over loopback): the same epochs as one process
-over the same four devices, process 0 alone writing, and one error line
-in every process when they cannot work together."""
+"""`keras-transformer train` over two processes on this host, over
+loopback (JAX's multi-controller runtime; TensorFlow's
+MultiWorkerMirroredStrategy): the same epochs as one process over as many
+devices, process 0 alone writing, and one error line in every process when
+they cannot work together."""
 
 import csv
 import json
@@ -14,23 +15,34 @@ import numpy as np
 import pytest
 
 from benchmarks.distribution import ended, free_port
+from keras_transformer.training import distribution
 from keras_transformer_cli import main
-from tests.cli_runs import command
+from tests.cli_runs import DISTRIBUTED_BACKENDS, command
 from tests.conftest import VIRTUAL_DEVICES
 from tests.helpers import BACKEND
 from tests.test_cli_resume import epochs_logged, one_shape  # noqa: F401
 
-pytestmark = pytest.mark.skipif(BACKEND != "jax", reason="several processes train on jax only")
+pytestmark = pytest.mark.skipif(
+    BACKEND not in DISTRIBUTED_BACKENDS, reason="several processes train on jax and tensorflow"
+)
 PROCESSES = 2
+# Each process's CPU devices: JAX splits the CPU as asked; TensorFlow's
+# multi-worker strategy takes one CPU device per process.
+PROCESS_DEVICES = VIRTUAL_DEVICES // PROCESSES if BACKEND == "jax" else 1
 # The processes start, compile and train in well under this.
 WAIT_SECONDS = 240
 
 
-def start(args, port, process_id, devices=VIRTUAL_DEVICES // PROCESSES):
-    """Process `process_id` of `keras-transformer train args`, with
-    `devices` CPU devices."""
-    environment = {**os.environ, "KERAS_BACKEND": BACKEND, "JAX_NUM_CPU_DEVICES": str(devices)}
-    cluster = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(PROCESSES)]
+def start(args, ports, process_id):
+    """Process `process_id` of `keras-transformer train args`; `ports` are
+    the processes' loopback ports (JAX listens on the first only)."""
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": BACKEND,
+        "JAX_NUM_CPU_DEVICES": str(PROCESS_DEVICES),
+    }
+    addresses = ",".join(f"127.0.0.1:{port}" for port in ports)
+    cluster = ["--coordinator", addresses, "--num-processes", str(PROCESSES)]
     return subprocess.Popen(
         command(*args, *cluster, "--process-id", str(process_id)),
         env=environment,
@@ -43,8 +55,8 @@ def start(args, port, process_id, devices=VIRTUAL_DEVICES // PROCESSES):
 def both(args, other_args=None):
     """Processes 0 and 1 of a run with `args` (process 1 with `other_args`
     if given)."""
-    port = free_port()
-    return ended([start(args, port, 0), start(other_args or args, port, 1)])
+    ports = [free_port() for _ in range(PROCESSES)]
+    return ended([start(args, ports, 0), start(other_args or args, ports, 1)])
 
 
 def finish(started):
@@ -75,9 +87,13 @@ def weights(out):
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory, one_shape):  # noqa: F811
-    """The same run in this process, over its four virtual devices."""
+    """The same run in this process, over as many of its virtual devices as
+    the processes have together."""
     out = str(tmp_path_factory.mktemp("one_process"))
-    assert main(["train", "--out", out, "--distribute", "data", *one_shape]) == 0
+    devices = distribution._list_devices()[: PROCESSES * PROCESS_DEVICES]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(distribution, "_list_devices", lambda cluster=None: devices)
+        assert main(["train", "--out", out, "--distribute", "data", *one_shape]) == 0
     return out
 
 
@@ -94,7 +110,7 @@ def test_two_processes_train_as_one(tmp_path, one_shape, one_process):  # noqa: 
     np.testing.assert_allclose(history(out), history(one_process), rtol=1e-5)
     with open(os.path.join(out, "metrics.json"), encoding="utf-8") as file:
         metrics = json.load(file)
-    assert (metrics["devices"], metrics["processes"]) == (VIRTUAL_DEVICES, PROCESSES)
+    assert (metrics["devices"], metrics["processes"]) == (PROCESSES * PROCESS_DEVICES, PROCESSES)
     reference = weights(one_process)
     for path, weight in weights(out).items():
         np.testing.assert_allclose(weight, reference[path], rtol=1e-4, atol=1e-5, err_msg=path)
@@ -113,7 +129,7 @@ def test_processes_started_with_other_options_stop_with_one_line(tmp_path, one_s
 def test_a_coordinator_that_does_not_answer_stops_the_process_with_one_line(tmp_path):
     args = ["train", "--out", str(tmp_path), "--distribute", "data", "--join-timeout", "2"]
     began = time.monotonic()
-    with ended([start(args, free_port(), 1)]) as started:
+    with ended([start(args, [free_port() for _ in range(PROCESSES)], 1)]) as started:
         [(status, _, errors)] = finish(started)
     assert status == 1 and len(errors) == 1
     assert "process 1 could not join the 2 processes at 127.0.0.1:" in errors[0]

@@ -101,7 +101,8 @@ class EpochCheckpoints(keras.callbacks.Callback):
         if self.save:
             save_weights_atomically(self.model, self._epoch_path(epoch))
             for old in kept[: -self.keep]:
-                os.remove(self._epoch_path(old))
+                if os.path.exists(path := self._epoch_path(old)):  # kept by an earlier run
+                    os.remove(path)
         self.state["kept"] = kept[-self.keep :]
 
     def _epoch_path(self, epoch: int) -> str:

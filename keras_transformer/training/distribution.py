@@ -1,9 +1,11 @@
 """Training on several devices with the engines the backends provide:
 `keras.distribution` (data and model parallel) on JAX, and
-`tf.distribute.MirroredStrategy` (data parallel) on TensorFlow. On JAX the
-devices may belong to several processes, on one host or many (`Cluster`):
-JAX's multi-controller runtime (`jax.distributed`) joins them, and the same
-`keras.distribution` layouts span every process's devices.
+`tf.distribute.MirroredStrategy` (data parallel) on TensorFlow. The devices
+may belong to several processes, on one host or many (`Cluster`): on JAX,
+the multi-controller runtime (`jax.distributed`) joins them and the same
+`keras.distribution` layouts span every process's devices; on TensorFlow,
+`tf.distribute.MultiWorkerMirroredStrategy` mirrors the model on every
+process's devices.
 
 Keras 3 has no multi-device `model.fit` on PyTorch: `keras.distribution`
 supports JAX only, and a torch `DistributedDataParallel` run needs a training
@@ -79,10 +81,12 @@ def transformer_layout_map(
 
 
 # Where a cluster launcher puts the coordinator and the process's place in the
-# run: JAX's own variable, then Keras's (`keras.distribution.initialize`).
+# run: JAX's own variable, then Keras's (`keras.distribution.initialize`), then
+# TensorFlow's `TF_CONFIG` (every worker's address, and this one's index).
 COORDINATOR_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "KERAS_DISTRIBUTION_JOB_ADDRESSES")
 NUM_PROCESSES_VARIABLE = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 PROCESS_ID_VARIABLE = "KERAS_DISTRIBUTION_PROCESS_ID"
+TF_CONFIG_VARIABLE = "TF_CONFIG"
 # How often each process asks the coordinator which processes are alive, and
 # how long the coordinator waits for a process's heartbeat before it counts
 # the process as stopped.
@@ -103,11 +107,15 @@ class Cluster:
     """The processes of one training run, on one host or several, and where
     they meet.
 
-    Every process is started with the same `coordinator` (the address where
-    process 0 listens, reachable by all) and `num_processes`, and its own
-    `process_id`. `join()` connects the process to the others through JAX's
-    multi-controller runtime (`jax.distributed.initialize`) before JAX
-    uses a device; afterwards the backend's devices are every process's.
+    Every process is started with the same `coordinator` and
+    `num_processes`, and its own `process_id`. `join()` connects the process
+    to the others before the backend uses a device; afterwards the backend's
+    devices are every process's. On JAX it joins the multi-controller
+    runtime (`jax.distributed.initialize`), where process 0 listens at the
+    coordinator's address; on TensorFlow it creates the
+    `tf.distribute.MultiWorkerMirroredStrategy` of the processes, each of
+    which listens at its own address: `coordinator` then lists every
+    process's address, process 0's first.
 
     A failure stops every process with one error line: a coordinator that
     does not answer within `timeout` seconds, or a process that stops (each
@@ -115,7 +123,9 @@ class Cluster:
     alive).
 
     Args:
-        coordinator: `"HOST:PORT"` of process 0.
+        coordinator: `"HOST:PORT"` of process 0, reachable by every
+            process; or `"HOST:PORT,HOST:PORT,..."`, the address of each
+            process in order (what TensorFlow needs; JAX uses the first).
         num_processes: how many processes train together.
         process_id: this process's place, from 0 to `num_processes - 1`.
         timeout: seconds to wait for every process to join.
@@ -138,12 +148,19 @@ class Cluster:
     )
 
     def __post_init__(self):
-        host, _, port = self.coordinator.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(
-                f"`coordinator` must be HOST:PORT. Received: coordinator={self.coordinator!r}"
-            )
+        for address in self.addresses:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(
+                    "`coordinator` must be HOST:PORT, or one HOST:PORT per process separated "
+                    f"by commas. Received: coordinator={self.coordinator!r}"
+                )
         check_positive_int("num_processes", self.num_processes)
+        if len(self.addresses) not in (1, self.num_processes):
+            raise ValueError(
+                f"`coordinator` must give one address, or one per process ({self.num_processes}"
+                f"). Received: coordinator={self.coordinator!r}"
+            )
         if not is_int(self.process_id) or not 0 <= self.process_id < self.num_processes:
             raise ValueError(
                 f"`process_id` must be an integer from 0 to {self.num_processes - 1} "
@@ -165,17 +182,22 @@ class Cluster:
         or `KERAS_DISTRIBUTION_JOB_ADDRESSES`, whose first address is the
         coordinator; `KERAS_DISTRIBUTION_NUM_PROCESSES`,
         `KERAS_DISTRIBUTION_PROCESS_ID`); None when none of the three is
-        given anywhere (one process)."""
+        given anywhere (one process). Without the three, `TF_CONFIG` gives
+        them: its `chief` and `worker` addresses in that order, and its
+        task's place among them."""
         environment = os.environ
         if coordinator is None:
-            addresses = next(
-                (environment[v] for v in COORDINATOR_VARIABLES if v in environment), ""
+            coordinator = next(
+                (environment[v] for v in COORDINATOR_VARIABLES if v in environment), None
             )
-            coordinator = addresses.split(",")[0] or None
         if num_processes is None and NUM_PROCESSES_VARIABLE in environment:
             num_processes = _integer(NUM_PROCESSES_VARIABLE, environment[NUM_PROCESSES_VARIABLE])
         if process_id is None and PROCESS_ID_VARIABLE in environment:
             process_id = _integer(PROCESS_ID_VARIABLE, environment[PROCESS_ID_VARIABLE])
+        unset = (coordinator, num_processes, process_id) == (None, None, None)
+        if unset and TF_CONFIG_VARIABLE in environment:
+            tf_config = environment[TF_CONFIG_VARIABLE]
+            coordinator, num_processes, process_id = _from_tf_config(tf_config)
         given = {
             "coordinator": coordinator,
             "num_processes": num_processes,
@@ -190,6 +212,11 @@ class Cluster:
                 f"{', '.join(missing)} missing. Received: {given}"
             )
         return cls(coordinator, num_processes, process_id, timeout, report)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The addresses `coordinator` gives: process 0's first."""
+        return tuple(address.strip() for address in self.coordinator.split(","))
 
     @property
     def is_chief(self) -> bool:
@@ -230,12 +257,10 @@ class Cluster:
         collective operation that lost its peer), raises a `ValueError`
         naming the stopped process instead, once the coordinator confirms
         it (within its heartbeat timeout)."""
-        import jax
-
         watch = _joined[self]
         try:
             yield
-        except jax.errors.JaxRuntimeError as error:
+        except watch.runtime.errors as error:
             watch.stop()
             deadline = time.monotonic() + _HEARTBEAT_SECONDS + 5
             while not (stopped := watch.stopped_processes()) and time.monotonic() < deadline:
@@ -255,8 +280,6 @@ class Cluster:
     def leave(self) -> None:
         """Waits for every process, then disconnects this one: its devices
         are its own again (process 0 goes on alone, to evaluate and save)."""
-        import jax
-
         self.barrier("leave")
         watch = _joined[self]
         watch.stop()
@@ -271,7 +294,7 @@ class Cluster:
         ):
             time.sleep(_WATCH_SECONDS / 10)
         del _joined[self]
-        jax.distributed.shutdown()
+        watch.runtime.leave()
 
     @property
     def _client(self):
@@ -285,6 +308,25 @@ def _integer(name: str, text: str) -> int:
         return int(text)
     except ValueError:
         raise ValueError(f"${name} must be an integer. Received: {name}={text!r}") from None
+
+
+def _from_tf_config(text: str) -> tuple[str, int, int]:
+    """`(coordinator, num_processes, process_id)` of a `TF_CONFIG`."""
+    try:
+        config = json.loads(text)
+        jobs = config["cluster"]
+        addresses = [*jobs.get("chief", []), *jobs.get("worker", [])]
+        task_type, index = config["task"]["type"], int(config["task"]["index"])
+        if task_type not in ("chief", "worker") or not addresses:
+            raise ValueError(task_type)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ValueError(
+            f"${TF_CONFIG_VARIABLE} must be JSON with `cluster` (`chief` and `worker` address "
+            f"lists) and `task` (`type` chief or worker, `index`). Received: {text!r}"
+        ) from None
+    if task_type == "worker":
+        index += len(jobs.get("chief", []))
+    return ",".join(addresses), len(addresses), index
 
 
 def _differences(mine: dict, theirs: dict) -> list[str]:
@@ -302,7 +344,8 @@ class _Watch(threading.Thread):
     def __init__(self, cluster: Cluster):
         super().__init__(name="cluster-watch", daemon=True)
         self.cluster = cluster
-        self.client = None  # set once the process has joined
+        self.runtime = None  # the backend's runtime, set once the process has joined
+        self.client = None
         self.stopped = threading.Event()
         self.lock = threading.Lock()  # one report, from this thread or the main one
 
@@ -315,21 +358,15 @@ class _Watch(threading.Thread):
                 if stopped:
                     self.fail(_stopped_message(cluster, stopped))
             elif time.monotonic() > deadline:
-                self.fail(
-                    f"process {cluster.process_id} could not join the "
-                    f"{cluster.num_processes} processes at {cluster.coordinator} within "
-                    f"{cluster.timeout:g} s (is process 0 running, and the address reachable?)"
-                )
+                self.fail(_not_joined_message(cluster))
 
     def stopped_processes(self) -> list[int]:
         """The processes that the coordinator no longer hears from; all
         but this one when the coordinator itself does not answer."""
-        import jax
-
         everyone = range(self.cluster.num_processes)
         try:
             alive = self.client.get_live_nodes(list(everyone))
-        except jax.errors.JaxRuntimeError:
+        except self.runtime.errors:
             return [process for process in everyone if process != self.cluster.process_id]
         return sorted(set(everyone) - set(alive))
 
@@ -343,6 +380,14 @@ class _Watch(threading.Thread):
     def stop(self) -> None:
         with self.lock:
             self.stopped.set()
+
+
+def _not_joined_message(cluster: Cluster) -> str:
+    return (
+        f"process {cluster.process_id} could not join the {cluster.num_processes} processes at "
+        f"{cluster.coordinator} within {cluster.timeout:g} s (is process 0 running, and the "
+        "address reachable?)"
+    )
 
 
 def _stopped_message(cluster: Cluster, stopped: list[int]) -> str:
@@ -361,30 +406,160 @@ def _join(cluster: Cluster) -> None:
     if _joined:
         raise ValueError(f"This process already joined another cluster. Received: {cluster}")
     backend = keras.backend.backend()
-    if backend != "jax":
+    runtimes = {"jax": _JaxRuntime, "tensorflow": _TensorFlowRuntime}
+    if backend not in runtimes:
         raise ValueError(
-            f"Training over several processes needs the jax backend (jax.distributed); "
-            f"{backend} trains in one process here. Received: num_processes={cluster.num_processes}"
+            f"Training over several processes needs the jax backend (jax.distributed) or the "
+            f"tensorflow backend (MultiWorkerMirroredStrategy); {backend} trains in one process "
+            f"here. Received: num_processes={cluster.num_processes}"
         )
-    import jax
-
+    runtime = runtimes[backend](cluster)
     watch = _joined[cluster] = _Watch(cluster)
+    watch.runtime = runtime
     watch.start()
-    # A process that stops must not end the others from inside the runtime
-    # (an abort with a C++ stack trace): the watch reports it instead.
-    jax.config.update("jax_enable_recoverability", True)
-    jax.distributed.initialize(
-        cluster.coordinator,
-        cluster.num_processes,
-        cluster.process_id,
-        initialization_timeout=int(cluster.timeout) + 30,  # the watch reports first
-        heartbeat_timeout_seconds=_HEARTBEAT_SECONDS,
-        coordinator_bind_address=_loopback_bind_address(cluster.coordinator),
-    )
-    from jax._src import distributed
+    try:
+        watch.client = runtime.join()
+    except runtime.errors:
+        watch.fail(_not_joined_message(cluster))
+    atexit.register(_exit_if_joined, cluster)  # runs before the runtime's own clean-up
 
-    watch.client = distributed.global_state.client
-    atexit.register(_exit_if_joined, cluster)  # runs before JAX's own clean-up
+
+class _JaxRuntime:
+    """JAX's multi-controller runtime: process 0 hosts the coordinator."""
+
+    def __init__(self, cluster: Cluster):
+        import jax
+
+        self.cluster = cluster
+        self.errors = (jax.errors.JaxRuntimeError,)
+
+    def join(self):
+        """Joins the processes; returns the coordinator's client (key-value
+        store, barriers, live processes)."""
+        import jax
+
+        cluster = self.cluster
+        # A process that stops must not end the others from inside the runtime
+        # (an abort with a C++ stack trace): the watch reports it instead.
+        jax.config.update("jax_enable_recoverability", True)
+        jax.distributed.initialize(
+            cluster.addresses[0],
+            cluster.num_processes,
+            cluster.process_id,
+            initialization_timeout=int(cluster.timeout) + 30,  # the watch reports first
+            heartbeat_timeout_seconds=_HEARTBEAT_SECONDS,
+            coordinator_bind_address=_loopback_bind_address(cluster.addresses[0]),
+        )
+        from jax._src import distributed
+
+        return distributed.global_state.client
+
+    def leave(self) -> None:
+        import jax
+
+        jax.distributed.shutdown()
+
+
+class _TensorFlowRuntime:
+    """TensorFlow's `MultiWorkerMirroredStrategy` over one worker per
+    process, each listening at its own address, and the coordination
+    service it starts (hosted by process 0)."""
+
+    def __init__(self, cluster: Cluster):
+        import tensorflow as tf
+
+        if len(cluster.addresses) != cluster.num_processes:
+            raise ValueError(
+                "TensorFlow's processes each listen at their own address: `coordinator` must "
+                f"list all {cluster.num_processes} (HOST:PORT,HOST:PORT,..., process 0's first), "
+                f"or TF_CONFIG give them. Received: coordinator={cluster.coordinator!r}"
+            )
+        self.cluster = cluster
+        self.errors = (tf.errors.OpError,)
+        self.strategy = None
+
+    def join(self) -> "_TensorFlowClient":
+        """Creates the strategy, which waits for every process (or raises
+        once the cluster's timeout has passed)."""
+        import tensorflow as tf
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+        from tensorflow.python.eager import context
+
+        cluster = self.cluster
+        # As the strategy would configure it, but with the cluster's timeout
+        # to join (the strategy's own waits while holding the interpreter,
+        # out of the watch's reach) and heartbeat.
+        context.context().configure_coordination_service(
+            service_type="standalone",
+            service_leader=f"/job:{_TF_JOB}/replica:0/task:0",
+            cluster_register_timeout_in_ms=int(cluster.timeout * 1000),
+            heartbeat_timeout_in_ms=_HEARTBEAT_SECONDS * 1000,
+            coordinated_jobs=[
+                coordination_config_pb2.CoordinatedJob(
+                    name=_TF_JOB, num_tasks=cluster.num_processes
+                )
+            ],
+        )
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec({_TF_JOB: list(cluster.addresses)}),
+            task_type=_TF_JOB,
+            task_id=cluster.process_id,
+            rpc_layer="grpc",
+        )
+        self.strategy = _multi_worker_strategy_class()(cluster_resolver=resolver)
+        return _TensorFlowClient(cluster.num_processes)
+
+    def leave(self) -> None:
+        """Nothing to disconnect: the strategy's servers live as long as
+        the process."""
+
+
+_TF_JOB = "worker"
+
+
+class _TensorFlowClient:
+    """The calls of JAX's coordinator client that a cluster uses, on
+    TensorFlow's coordination service."""
+
+    def __init__(self, num_processes: int):
+        from tensorflow.python.eager import context
+
+        self.context = context.context()
+        self.num_processes = num_processes
+
+    def key_value_set(self, key: str, value: str) -> None:
+        self.context.set_config_key_value(key, value)
+
+    def blocking_key_value_get(self, key: str, timeout_ms: int) -> str:
+        return self.context.get_config_key_value(key, timeout_ms)
+
+    def wait_at_barrier(self, name: str, timeout_ms: int) -> None:
+        self.context.wait_at_barrier(name, timeout_ms)
+
+    def get_live_nodes(self, processes: list[int]) -> list[int]:
+        states = self.context.get_task_states([(_TF_JOB, self.num_processes)])
+        return [process for process in processes if states[process] is None]
+
+
+@functools.cache
+def _multi_worker_strategy_class():
+    """`tf.distribute.MultiWorkerMirroredStrategy` whose `reduce` takes what
+    Keras's `model.fit` gives it: Keras 3 reduces the scalar metrics of each
+    step with `axis=0`, and a whole structure of batch tensors at once,
+    which the strategy refuses (keras-team/keras#20585). Each tensor is
+    reduced on its own, a scalar over the replicas alone."""
+    import tensorflow as tf
+
+    class KerasMultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            def reduce_one(tensor):
+                rank = self.experimental_local_results(tensor)[0].shape.rank
+                parent = super(KerasMultiWorkerMirroredStrategy, self)
+                return parent.reduce(reduce_op, tensor, axis=axis if rank else None)
+
+            return tf.nest.map_structure(reduce_one, value)
+
+    return KerasMultiWorkerMirroredStrategy
 
 
 def _loopback_bind_address(coordinator: str) -> str | None:
@@ -422,8 +597,8 @@ class TrainingDevices:
             each batch over the others; JAX only).
         devices: the device names, from the backend (every process's).
         model_axis_size: devices that share one copy of the weights.
-        cluster: the processes that train together (JAX only), or None
-            for one process. Each process feeds `model.fit` the rows of
+        cluster: the processes that train together, or None for one
+            process. Each process feeds `model.fit` the rows of
             every global batch that its own devices take
             (`local_rows`), and process 0 alone writes files.
 
@@ -465,7 +640,7 @@ class TrainingDevices:
             )
         if cluster is not None:
             cluster.join()
-        devices = tuple(_list_devices())
+        devices = tuple(_list_devices(cluster))
         if mode == "data":
             if model_axis_size not in (None, 1):
                 raise ValueError(
@@ -486,6 +661,13 @@ class TrainingDevices:
     def batch_splits(self) -> int:
         """Into how many slices each batch is cut."""
         return len(self.devices) // self.model_axis_size
+
+    @property
+    def saves_everywhere(self) -> bool:
+        """Whether every process must take part in each save of the model
+        (TensorFlow over several processes: saving creates variables, which
+        the strategy mirrors across processes), not process 0 alone."""
+        return self.cluster is not None and keras.backend.backend() == "tensorflow"
 
     def check_batch_size(self, batch_size: int) -> int:
         """Returns `batch_size` if the devices can split it evenly."""
@@ -530,6 +712,9 @@ class TrainingDevices:
         that the data layout gives this process's devices."""
         if self.cluster is None:
             return slice(0, rows)
+        if keras.backend.backend() == "tensorflow":  # each process's replicas, in order
+            share = rows // self.cluster.num_processes
+            return slice(self.cluster.process_id * share, (self.cluster.process_id + 1) * share)
         layout = self.engine.get_data_layout((rows, 1)).backend_layout
         slices = [index[0] for index in layout.addressable_devices_indices_map((rows, 1)).values()]
         return slice(min(s.start or 0 for s in slices), max(s.stop or rows for s in slices))
@@ -563,6 +748,8 @@ class TrainingDevices:
         """The `tf.distribute.MirroredStrategy` (tensorflow) or
         `keras.distribution.Distribution` (jax) behind `scope()`."""
         if keras.backend.backend() == "tensorflow":
+            if self.cluster is not None:
+                return _joined[self.cluster].runtime.strategy
             return _mirrored_strategy(self.devices)
         # Each process passes its own rows of the batches (local_rows).
         if self.mode == "data":
@@ -577,6 +764,44 @@ class TrainingDevices:
             batch_dim_name=BATCH_AXIS,
             auto_shard_dataset=False,
         )
+
+    def distribute_dataset(self, dataset):
+        """What `model.fit` takes for a `tf.data.Dataset` of this process's
+        rows of each global batch (`local_rows`): the dataset itself, but
+        on TensorFlow over several processes a distributed dataset that
+        hands each of this process's replicas its equal part of every
+        batch (Keras would otherwise split each process's batch over the
+        replicas of every process)."""
+        if self.cluster is None or keras.backend.backend() != "tensorflow":
+            return dataset
+        replicas = len(self.engine.extended.worker_devices)
+        return self.engine.distribute_datasets_from_function(
+            lambda _: per_replica_batches(dataset, replicas)
+        )
+
+
+def per_replica_batches(dataset, replicas: int):
+    """`dataset` (of batches) with each batch cut into `replicas` equal
+    batches in a row, the first rows first, as a distributed dataset hands
+    consecutive elements to a process's replicas."""
+    if replicas == 1:
+        return dataset
+    import tensorflow as tf
+
+    def cut(*batch):
+        pieces = [
+            tf.reshape(tensor, tf.concat([[replicas, -1], tf.shape(tensor)[1:]], 0))
+            for tensor in tf.nest.flatten(batch)
+        ]
+        return tf.data.Dataset.from_tensor_slices(
+            tf.nest.pack_sequence_as(batch if len(batch) > 1 else batch[0], pieces)
+        )
+
+    batches = dataset.cardinality()
+    cut_dataset = dataset.flat_map(cut)
+    if batches < 0:  # unknown or infinite
+        return cut_dataset
+    return cut_dataset.apply(tf.data.experimental.assert_cardinality(batches * replicas))
 
 
 def sum_over_replicas(value):
@@ -606,10 +831,18 @@ def _mirrored_strategy(devices: tuple[str, ...]):
     return tf.distribute.MirroredStrategy(list(devices))
 
 
-def _list_devices() -> list[str]:
+def _list_devices(cluster: Cluster | None = None) -> list[str]:
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
+        if cluster is not None:  # the same devices in every process, as the strategy assumes
+            local = _joined[cluster].runtime.strategy.extended.worker_devices
+            task = f"/task:{cluster.process_id}/"
+            return [
+                device.replace(task, f"/task:{process}/")
+                for process in range(cluster.num_processes)
+                for device in local
+            ]
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return [device.name for device in devices]
     return keras.distribution.list_devices()

@@ -310,10 +310,11 @@ class TokenBatches(keras.utils.PyDataset):
         padded = sum(self.rows_for(max(s, t)) * (s + t) for _, s, t in self._batches)
         return 1.0 - real / padded
 
-    def fit_input(self):
+    def fit_input(self, devices=None):
         """What `model.fit` takes: the batches themselves, or on TensorFlow a
         `tf.data.Dataset` of them whose signature leaves every length open
-        (Keras would fix it from the first two batches)."""
+        (Keras would fix it from the first two batches), spread as
+        `devices` (a `TrainingDevices`) need it."""
         if keras.backend.backend() != "tensorflow":
             return self
         import tensorflow as tf
@@ -324,7 +325,9 @@ class TokenBatches(keras.utils.PyDataset):
             lambda: (self[index] for index in range(self.num_batches)),
             output_signature=signature,
         )
-        return dataset.apply(tf.data.experimental.assert_cardinality(self.num_batches)).prefetch(2)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(self.num_batches))
+        dataset = dataset.prefetch(2)
+        return dataset if devices is None else devices.distribute_dataset(dataset)
 
 
 class EpochShuffle(keras.callbacks.Callback):

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -118,7 +119,13 @@ def train_translator(
         )
     chief = devices is None or devices.is_chief
     with contextlib.nullcontext() if devices is None else devices.chief_first("run files"):
-        state = _RunState(directory, options, data, writes=chief)
+        state = _RunState(
+            directory,
+            options,
+            data,
+            writes=chief,
+            saves_everywhere=devices is not None and devices.saves_everywhere,
+        )
         keras.utils.set_random_seed(options.seed)
         source_tokenizer, target_tokenizer = state.tokenizers(sample, options.shared_vocabulary)
         train, validation = state.batches(source_tokenizer, target_tokenizer, splits, devices)
@@ -156,9 +163,9 @@ def train_translator(
             )
         checkpoints = state.checkpoints()
         transformer.fit(
-            train.fit_input(),
+            train.fit_input(devices),
             epochs=options.max_epochs,
-            validation_data=validation.fit_input(),
+            validation_data=validation.fit_input(devices),
             callbacks=[*callbacks, *state.callbacks(checkpoints)],
             shuffle=False,  # the batches shuffle themselves, by length bucket
             verbose=verbose,
@@ -330,11 +337,22 @@ class _RunState:
     run resume: the options, the tokenizers, the tokenized splits, the
     per-epoch history, the checkpoints and Keras's backup of the last
     epoch. Without `writes` (the processes of a multi-process run other
-    than process 0), it reads them only, once process 0 has written them."""
+    than process 0), it reads them only, once process 0 has written them;
+    with `saves_everywhere` too (every process must take part in each save),
+    such a process saves its checkpoints and backups as process 0 does, to a
+    scratch folder of its own that starts as a copy of process 0's."""
 
-    def __init__(self, directory, options: TrainingOptions, data: dict, writes: bool = True):
+    def __init__(
+        self,
+        directory,
+        options: TrainingOptions,
+        data: dict,
+        writes: bool = True,
+        saves_everywhere: bool = False,
+    ):
         self.directory = directory
         self.writes = writes
+        self.scratch = None if writes or not saves_everywhere else tempfile.TemporaryDirectory()
         self.root = os.path.join(directory, STATE_DIRECTORY)
         self.backup = os.path.join(self.root, "backup")
         self.history_path = os.path.join(self.root, "history.csv")
@@ -440,15 +458,20 @@ class _RunState:
         return plan
 
     def checkpoints(self) -> EpochCheckpoints:
+        directory = os.path.join(self.root, "checkpoints")
+        if self.scratch is not None:
+            directory = self._scratch_copy(directory, only=("checkpoints.json",))
         return EpochCheckpoints(
-            os.path.join(self.root, "checkpoints"),
+            directory,
             patience=self.options.patience,
             keep=self.options.average_checkpoints,
-            save=self.writes,
+            save=self.writes or self.scratch is not None,
         )
 
     def callbacks(self, checkpoints: EpochCheckpoints):
         # The checkpoints are written before Keras's backup of the epoch.
+        if self.scratch is not None:
+            return [checkpoints, _Backup(self._scratch_copy(self.backup), double_checkpoint=True)]
         if not self.writes:
             return [checkpoints, _RestoreOnly(self.backup, double_checkpoint=True)]
         return [
@@ -456,6 +479,19 @@ class _RunState:
             keras.callbacks.CSVLogger(self.history_path, append=True),
             _Backup(self.backup, double_checkpoint=True),
         ]
+
+    def _scratch_copy(self, directory: str, only: Sequence[str] | None = None) -> str:
+        """A copy of `directory` (of its files named in `only`, if given) in
+        the scratch folder."""
+        copy = os.path.join(self.scratch.name, os.path.basename(directory))
+        os.makedirs(copy, exist_ok=True)
+        names = os.listdir(directory) if os.path.isdir(directory) else []
+        for name in names if only is None else set(only) & set(names):
+            source = os.path.join(directory, name)
+            (shutil.copytree if os.path.isdir(source) else shutil.copy)(
+                source, os.path.join(copy, name)
+            )
+        return copy
 
     def history(self) -> dict[str, list[float]]:
         """Metric name -> one value per epoch, the last record of an epoch

@@ -4,6 +4,7 @@ checkpoints that move between one and several devices, and clear errors
 where a backend cannot distribute."""
 
 import contextlib
+import json
 import os
 import re
 
@@ -244,25 +245,64 @@ def test_unsupported_requests_name_the_alternative():
             TrainingDevices.create("data", 2)
 
 
-def test_a_cluster_comes_from_the_arguments_or_the_launchers_variables(monkeypatch):
-    for name in ("JAX_COORDINATOR_ADDRESS", "KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+LAUNCHER_VARIABLES = (
+    "JAX_COORDINATOR_ADDRESS",
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+    "TF_CONFIG",
+)
+
+
+@pytest.fixture
+def no_launcher(monkeypatch):
+    for name in LAUNCHER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    for name in ("KERAS_DISTRIBUTION_NUM_PROCESSES", "KERAS_DISTRIBUTION_PROCESS_ID"):
-        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_a_cluster_comes_from_the_arguments_or_the_launchers_variables(no_launcher):
     assert Cluster.from_environment() is None
-    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "10.0.0.1:1234,10.0.0.2:1234")
-    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
-    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "1")
-    assert Cluster.from_environment() == Cluster("10.0.0.1:1234", 2, 1)
-    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "host0:99")
+    no_launcher.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "10.0.0.1:1234,10.0.0.2:1234")
+    no_launcher.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    no_launcher.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "1")
+    cluster = Cluster.from_environment()
+    assert cluster == Cluster("10.0.0.1:1234,10.0.0.2:1234", 2, 1)
+    assert cluster.addresses == ("10.0.0.1:1234", "10.0.0.2:1234")
+    no_launcher.setenv("JAX_COORDINATOR_ADDRESS", "host0:99")
     cluster = Cluster.from_environment(process_id=0)
-    assert (cluster.coordinator, cluster.process_id, cluster.is_chief) == ("host0:99", 0, True)
+    assert (cluster.addresses, cluster.process_id, cluster.is_chief) == (("host0:99",), 0, True)
+
+
+def test_a_cluster_comes_from_tf_config(no_launcher):
+    cluster = {"chief": ["host0:2222"], "worker": ["host1:2222", "host2:2222"]}
+    task = {"type": "worker", "index": 1}
+    no_launcher.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    assert Cluster.from_environment() == Cluster("host0:2222,host1:2222,host2:2222", 3, 2)
+    workers = {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}
+    no_launcher.setenv("TF_CONFIG", json.dumps(workers))
+    assert Cluster.from_environment() == Cluster("a:1,b:1", 2, 0)
+    no_launcher.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")  # the other variables win
+    with pytest.raises(ValueError, match="coordinator, process_id missing"):
+        Cluster.from_environment()
+
+
+@pytest.mark.parametrize(
+    "config",
+    ["{", '{"cluster": {}}', '{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}'],
+)
+def test_a_bad_tf_config_is_refused_naming_it(no_launcher, config):
+    no_launcher.setenv("TF_CONFIG", config)
+    with pytest.raises(ValueError, match=r"\$TF_CONFIG must be JSON with `cluster`.*Received"):
+        Cluster.from_environment()
 
 
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (("host0", 2, 0), r"`coordinator` must be HOST:PORT. Received: coordinator='host0'"),
+        (("host0", 2, 0), r"`coordinator` must be HOST:PORT.*Received: coordinator='host0'"),
+        (("a:1,b", 2, 0), r"`coordinator` must be HOST:PORT.*Received: coordinator='a:1,b'"),
+        (("a:1,b:1", 3, 0), r"one address, or one per process \(3\).*coordinator='a:1,b:1'"),
         (("host0:1", 0, 0), r"`num_processes` must be a positive integer.*=0"),
         (("host0:1", 2, 2), r"`process_id` must be an integer from 0 to 1.*process_id=2"),
     ],
@@ -278,8 +318,31 @@ def test_a_partly_described_cluster_names_what_is_missing(monkeypatch):
         Cluster.from_environment("host0:1", 2)
 
 
-@pytest.mark.skipif(BACKEND == "jax", reason="jax trains over several processes")
+@pytest.mark.skipif(BACKEND != "torch", reason="jax and tensorflow train over several processes")
 def test_several_processes_are_refused_with_the_backends_that_can():
-    backends = "jax" if BACKEND == "tensorflow" else "jax.*tensorflow"
-    with pytest.raises(ValueError, match=backends):
+    with pytest.raises(ValueError, match="jax.*tensorflow"):
         TrainingDevices.create("data", cluster=Cluster("127.0.0.1:1", 2, 0))
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tensorflow's processes listen each")
+def test_tensorflow_needs_every_process_address():
+    with pytest.raises(ValueError, match="list all 2 .*Received: coordinator='127.0.0.1:1'"):
+        TrainingDevices.create("data", cluster=Cluster("127.0.0.1:1", 2, 0))
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.data")
+def test_each_replica_of_a_process_takes_its_equal_part_of_a_batch_in_order():
+    import tensorflow as tf
+
+    from keras_transformer.training.distribution import per_replica_batches
+
+    rows = np.arange(16, dtype="int32").reshape(2, 4, 2)  # 2 batches of 4 rows
+    batches = tf.data.Dataset.from_tensor_slices(({"ids": rows}, rows[..., 0]))
+    cut = per_replica_batches(batches, 2)
+    assert int(cut.cardinality()) == 4
+    parts = [(inputs["ids"].numpy(), labels.numpy()) for inputs, labels in cut]
+    for index, (ids, labels) in enumerate(parts):
+        batch, half = divmod(index, 2)
+        np.testing.assert_array_equal(ids, rows[batch, 2 * half : 2 * half + 2])
+        np.testing.assert_array_equal(labels, rows[batch, 2 * half : 2 * half + 2, 0])
+    assert per_replica_batches(batches, 1) is batches
