@@ -1,16 +1,18 @@
 """Training over several processes on this host, against one process over
-as many devices (JAX, CPU devices, loopback):
+as many devices (CPU devices, loopback):
 
-    python -m benchmarks.distribution [--phases data model failures]
-        [--pairs 2000] [--epochs 2] [--save]
+    python -m benchmarks.distribution [--backend jax|tensorflow]
+        [--phases data model failures] [--pairs 2000] [--epochs 2] [--save]
 
 Each phase starts its processes itself (`python -m benchmarks.distribution
 --worker ...`, each a `train_translator` call, or `keras-transformer train`)
 and ends every one of them:
 
 - data, model: the built-in number pairs trained with `--distribute data`
-  (or `model` with a model axis of 2) by one process with 4 CPU devices and
-  by 2 processes with 2 each. Compared: the running loss after each of the
+  (or `model` with a model axis of 2, JAX only) by one process with 4 CPU
+  devices and by 2 processes with 2 each (TensorFlow: one process with 2
+  CPU devices and 2 processes with one each, the one device its
+  multi-worker strategy takes per process). Compared: the running loss after each of the
   first `--steps` steps (as Keras logs it, the epoch's mean so far), the
   epoch losses of `training_state/history.csv`, the final weights of
   `model.keras`; and the steps per second of the last epoch.
@@ -20,7 +22,8 @@ and ends every one of them:
   finish; then one process whose coordinator never answers
   (`--join-timeout 5`).
 
-Prints one JSON line per phase; `--save` writes docs/distribution_results.json.
+Prints one JSON line per phase; `--save` writes docs/distribution_results.json
+(under the backend's name, for TensorFlow).
 The processes share this machine's cores, so the timings show the overhead
 of the runtime on one host, not a speed-up.
 """
@@ -40,8 +43,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "docs", "distribution_results.json")
-DEVICES = 4
 PROCESSES = 2
+# The devices of each process: JAX splits the CPU as asked; TensorFlow's
+# multi-worker strategy takes one CPU device per process.
+PROCESS_DEVICES = {"jax": 2, "tensorflow": 1}
+# The variable that tells a worker of this script how many CPU devices to make.
+DEVICES_VARIABLE = "BENCHMARK_CPU_DEVICES"
 # A small model, so that the runs take minutes on a CPU.
 MODEL = {"num_layers": 2, "d_model": 32, "num_heads": 4, "ff_dim": 64, "beams": 1}
 WAIT_SECONDS = 600
@@ -53,9 +60,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(module_arguments, devices):
-    """`python -m MODULE ARGUMENTS...` under JAX with `devices` CPU devices."""
-    environment = {**os.environ, "KERAS_BACKEND": "jax", "JAX_NUM_CPU_DEVICES": str(devices)}
+def start(module_arguments, devices, backend="jax"):
+    """`python -m MODULE ARGUMENTS...` under `backend` with `devices` CPU
+    devices (a worker of this script: any number; the command: JAX's)."""
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "JAX_NUM_CPU_DEVICES": str(devices),
+        DEVICES_VARIABLE: str(devices),
+    }
     return subprocess.Popen(
         [sys.executable, "-m", *map(str, module_arguments)],
         cwd=ROOT,
@@ -66,21 +79,34 @@ def start(module_arguments, devices):
     )
 
 
-def start_worker(out, mode, pairs, epochs, devices, cluster=()):
+def addresses(ports) -> str:
+    return ",".join(f"127.0.0.1:{port}" for port in ports)
+
+
+def start_worker(backend, out, mode, pairs, epochs, devices, cluster=()):
     """A `--worker` process of this script with `devices` CPU devices;
-    `cluster` is `(port, process_id)` for one of `PROCESSES` processes."""
-    worker = [out, mode, pairs, epochs, *cluster]
-    return start(["benchmarks.distribution", "--worker", *worker], devices)
+    `cluster` is `(ports, process_id)` for one of `PROCESSES` processes."""
+    place = () if not cluster else (addresses(cluster[0]), cluster[1])
+    worker = [out, mode, pairs, epochs, *place]
+    return start(["benchmarks.distribution", "--worker", *worker], devices, backend)
 
 
-def start_command(out, pairs, epochs, port, process_id, *extra):
+def start_command(backend, out, pairs, epochs, ports, process_id, *extra):
     """Process `process_id` of `keras-transformer train` over `PROCESSES`
-    processes of 2 devices, with `MODEL`."""
+    processes, with `MODEL`."""
     model = [f"--{name.replace('_', '-')}={value}" for name, value in MODEL.items()]
-    cluster = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", PROCESSES]
+    cluster = ["--coordinator", addresses(ports), "--num-processes", PROCESSES]
     arguments = ["train", "--distribute", "data", "--pairs", pairs, "--epochs", epochs, "--seed", 0]
     arguments += [*model, "--no-pictures", "--out", out, *cluster, "--process-id", process_id]
-    return start(["keras_transformer_cli", *arguments, *extra], DEVICES // PROCESSES)
+    devices = PROCESS_DEVICES[backend]
+    return start(["keras_transformer_cli", *arguments, *extra], devices, backend)
+
+
+def free_ports() -> list[int]:
+    ports = set()
+    while len(ports) < PROCESSES:
+        ports.add(free_port())
+    return sorted(ports)
 
 
 @contextlib.contextmanager
@@ -99,14 +125,15 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("keras-transformer: ")]
 
 
-def run_together(out, mode, pairs, epochs, processes):
-    """Trains one run with `processes` processes over `DEVICES` devices in
-    all; raises if one fails. Returns the wall seconds."""
+def run_together(backend, out, mode, pairs, epochs, processes):
+    """Trains one run with `processes` processes over `PROCESSES` times
+    `PROCESS_DEVICES` devices in all; raises if one fails. Returns the wall
+    seconds."""
     began = time.monotonic()
-    port = free_port()
-    devices = DEVICES // processes
-    cluster = [(port, index) if processes > 1 else () for index in range(processes)]
-    started = [start_worker(out, mode, pairs, epochs, devices, place) for place in cluster]
+    ports = free_ports()
+    devices = PROCESSES * PROCESS_DEVICES[backend] // processes
+    cluster = [(ports, index) if processes > 1 else () for index in range(processes)]
+    started = [start_worker(backend, out, mode, pairs, epochs, devices, c) for c in cluster]
     with ended(started):
         for process in started:
             _, err = process.communicate(timeout=WAIT_SECONDS)
@@ -153,10 +180,15 @@ def weight_differences(out, reference_out) -> dict:
     }
 
 
-def compare(mode, pairs, epochs, steps, directory) -> dict:
-    """One process over 4 devices against 2 processes over 2 each."""
+def compare(backend, mode, pairs, epochs, steps, directory) -> dict:
+    """One process over every device against 2 processes over a share
+    each."""
     outs = {count: os.path.join(directory, f"{mode}_{count}") for count in (1, PROCESSES)}
-    seconds = {count: run_together(out, mode, pairs, epochs, count) for count, out in outs.items()}
+    seconds = {
+        count: run_together(backend, out, mode, pairs, epochs, count) for count, out in outs.items()
+    }
+    per_process = PROCESS_DEVICES[backend]
+    one_label, several_label = f"1x{PROCESSES * per_process}", f"{PROCESSES}x{per_process}"
     records = {}
     for count, out in outs.items():
         with open(os.path.join(out, "steps.json"), encoding="utf-8") as file:
@@ -170,16 +202,22 @@ def compare(mode, pairs, epochs, steps, directory) -> dict:
         "step_loss_max_relative_difference": relative_difference(
             several["losses"][:steps], one["losses"][:steps]
         ),
-        "epoch_losses": {"1x4": epoch_losses(outs[1]), "2x2": epoch_losses(outs[PROCESSES])},
+        "epoch_losses": {
+            one_label: epoch_losses(outs[1]),
+            several_label: epoch_losses(outs[PROCESSES]),
+        },
         "epoch_loss_max_relative_difference": relative_difference(
             epoch_losses(outs[PROCESSES]), epoch_losses(outs[1])
         ),
         "final_weights": weight_differences(outs[PROCESSES], outs[1]),
         "last_epoch_steps_per_second": {
-            "1x4": one["last_epoch_steps_per_second"],
-            "2x2": several["last_epoch_steps_per_second"],
+            one_label: one["last_epoch_steps_per_second"],
+            several_label: several["last_epoch_steps_per_second"],
         },
-        "wall_seconds": {"1x4": round(seconds[1], 1), "2x2": round(seconds[PROCESSES], 1)},
+        "wall_seconds": {
+            one_label: round(seconds[1], 1),
+            several_label: round(seconds[PROCESSES], 1),
+        },
     }
 
 
@@ -192,13 +230,15 @@ def backed_up_epochs(out):
         return None
 
 
-def failures(pairs, epochs, directory) -> dict:
+def failures(backend, pairs, epochs, directory) -> dict:
     """`keras-transformer train` over 2 processes: process 1 killed once
     the first epoch is backed up, the same commands again, and a process
     whose coordinator does not answer."""
     out = os.path.join(directory, "killed")
-    port = free_port()
-    started = [start_command(out, pairs, epochs, port, index) for index in range(PROCESSES)]
+    ports = free_ports()
+    started = [
+        start_command(backend, out, pairs, epochs, ports, index) for index in range(PROCESSES)
+    ]
     with ended(started):
         deadline = time.monotonic() + WAIT_SECONDS
         while backed_up_epochs(out) != 1 and time.monotonic() < deadline:
@@ -214,8 +254,10 @@ def failures(pairs, epochs, directory) -> dict:
         "epochs_logged_before_resuming": len(epoch_losses(out)),
     }
     began = time.monotonic()
-    port = free_port()
-    started = [start_command(out, pairs, epochs, port, index) for index in range(PROCESSES)]
+    ports = free_ports()
+    started = [
+        start_command(backend, out, pairs, epochs, ports, index) for index in range(PROCESSES)
+    ]
     with ended(started):
         for process in started:
             process.communicate(timeout=WAIT_SECONDS)
@@ -226,7 +268,7 @@ def failures(pairs, epochs, directory) -> dict:
         "wall_seconds": round(time.monotonic() - began, 1),
     }
     began = time.monotonic()
-    alone = [start_command(out, pairs, epochs, free_port(), 1, "--join-timeout", 5)]
+    alone = [start_command(backend, out, pairs, epochs, free_ports(), 1, "--join-timeout", 5)]
     with ended(alone):
         _, err = alone[0].communicate(timeout=WAIT_SECONDS)
     return {
@@ -242,17 +284,23 @@ def failures(pairs, epochs, directory) -> dict:
     }
 
 
-def worker(out, mode, pairs, epochs, port=None, process_id=None):
-    """One process of a run: joins the others (if `port`), trains with
-    `train_translator` and, in process 0, writes `steps.json`."""
+def worker(out, mode, pairs, epochs, coordinator=None, process_id=None):
+    """One process of a run: joins the others (if `coordinator`), trains
+    with `train_translator` and, in process 0, writes `steps.json`."""
+    import keras
+
     from keras_transformer.training import Cluster, TrainingDevices
 
     cluster = None
-    if port is not None:
-        cluster = Cluster(f"127.0.0.1:{port}", PROCESSES, int(process_id))
-    devices = TrainingDevices.create(mode, 2 if mode == "model" else None, cluster)
+    if coordinator is not None:
+        cluster = Cluster(coordinator, PROCESSES, int(process_id))
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
 
-    import keras
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        devices = [tf.config.LogicalDeviceConfiguration()] * int(os.environ[DEVICES_VARIABLE])
+        tf.config.set_logical_device_configuration(cpu, devices)
+    devices = TrainingDevices.create(mode, 2 if mode == "model" else None, cluster)
 
     from keras_transformer.data import number_splits
     from keras_transformer.translation.options import TrainingOptions
@@ -287,7 +335,9 @@ def worker(out, mode, pairs, epochs, port=None, process_id=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--phases", nargs="+", default=["data", "model", "failures"])
+    parser.add_argument("--backend", choices=sorted(PROCESS_DEVICES), default="jax")
+    parser.add_argument("--phases", nargs="+", help="default: data model failures (jax), "
+                        "data failures (tensorflow)")  # fmt: skip
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20, help="steps whose losses are compared")
@@ -296,15 +346,20 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(*args.worker)
+    default = ["data", "model", "failures"] if args.backend == "jax" else ["data", "failures"]
+    phases = args.phases or default
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     with tempfile.TemporaryDirectory() as directory:
-        for phase in args.phases:
+        for phase in phases:
             if phase == "failures":
-                record = failures(args.pairs, args.epochs, directory)
+                record = failures(args.backend, args.pairs, args.epochs, directory)
             else:
-                record = compare(phase, args.pairs, args.epochs, args.steps, directory)
+                steps = args.steps
+                record = compare(args.backend, phase, args.pairs, args.epochs, steps, directory)
             print(json.dumps(record), flush=True)
             results[phase] = record
+    if args.backend != "jax":  # the JAX figures stay at the top level, as before
+        results = {args.backend: results}
     if args.save:
         saved = {}
         if os.path.exists(RESULTS):

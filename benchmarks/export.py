@@ -141,15 +141,20 @@ def main() -> None:
     if args.save:
         # The backends not checked now keep their earlier results.
         path = os.path.join(ROOT, "docs", "export_results.json")
-        earlier = []
+        saved = {}
         if os.path.exists(path):
             with open(path, encoding="utf-8") as file:
-                earlier = json.load(file)["results"]
+                saved = json.load(file)
+        earlier = saved.get("results", [])
         checked = {result["backend"] for result in results}
+        arguments = sys.argv[1:]
         summary = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "date": time.strftime("%Y-%m-%d"),
-            "command": " ".join(["python -m benchmarks.export", *sys.argv[1:]]),
+            "commands": {
+                **(saved.get("commands") or {}),
+                ", ".join(sorted(checked)): " ".join(["python -m benchmarks.export", *arguments]),
+            },
             "results": [r for r in earlier if r["backend"] not in checked] + results,
         }
         with open(path, "w", encoding="utf-8") as file:

@@ -268,8 +268,9 @@ class Cluster:
             if stopped:
                 raise ValueError(_stopped_message(self, stopped)) from error
             raise
-        except BaseException:
+        except BaseException as error:
             watch.stop()  # this process stops: the others report it
+            watch.interrupted = isinstance(error, KeyboardInterrupt)
             raise
 
     def barrier(self, name: str) -> None:
@@ -347,6 +348,7 @@ class _Watch(threading.Thread):
         self.runtime = None  # the backend's runtime, set once the process has joined
         self.client = None
         self.stopped = threading.Event()
+        self.interrupted = False  # by Ctrl-C: the process exits with status 130
         self.lock = threading.Lock()  # one report, from this thread or the main one
 
     def run(self):
@@ -572,14 +574,15 @@ def _loopback_bind_address(coordinator: str) -> str | None:
 
 def _exit_if_joined(cluster: Cluster) -> None:
     """At exit: a process that leaves a cluster without `Cluster.leave`
-    (an error, an interruption) exits with status 1 at once. Disconnecting
-    would wait for processes that may have stopped, and abort when the
-    coordinator is gone."""
+    exits at once, with status 1 after an error and 130 after Ctrl-C (as a
+    shell reports SIGINT). Disconnecting would wait for processes that may
+    have stopped, and abort when the coordinator is gone."""
     if cluster in _joined:
-        _joined[cluster].stop()
+        watch = _joined[cluster]
+        watch.stop()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(1)
+        os._exit(130 if watch.interrupted else 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -724,11 +727,15 @@ class TrainingDevices:
         """Runs the block in process 0 first and in the others once it is
         done (`name` names the wait): process 0 writes files, the others
         read them. In one process, it just runs the block."""
-        if not self.is_chief:
-            self.cluster.barrier(name)
-        yield
-        if self.cluster is not None and self.is_chief:
-            self.cluster.barrier(name)
+        if self.cluster is None:
+            yield
+            return
+        with self.cluster.stops_reported():
+            if not self.is_chief:
+                self.cluster.barrier(name)
+            yield
+            if self.is_chief:
+                self.cluster.barrier(name)
 
     def scope(self) -> contextlib.AbstractContextManager:
         """The context to build, compile, train and load the model in. A
