@@ -2,7 +2,8 @@
 loopback, with standard-library clients (asyncio streams, keep-alive HTTP/1.1):
 
     python -m benchmarks.serving [--model RUN] [--sentences 200] [--batch-size 8]
-        [--max-wait-ms MS] [--backend jax] [--xla-single-thread] [--quick] [--save]
+        [--max-wait-ms MS] [--overload-queue N] [--backend jax] [--xla-single-thread]
+        [--quick] [--save]
 
 The server runs as a subprocess of this one, on a free port of 127.0.0.1, and
 is always ended by it. The requests carry the first `--sentences` sources of
@@ -16,6 +17,8 @@ In turn:
    schedule whatever the answers, latency from the scheduled time);
 2. overload: open loop at twice the batched capacity, with /readyz polled
    from a thread every half second and the server's memory before and after;
+   with `--overload-queue N`, once more against a batched server whose queue
+   holds N sentences (`--max-queue N`), a queue sized for latency;
 3. correctness: every 200 answer of every phase against the offline
    `Translator.translate(sentences, beams=1)` of this process;
 4. soak: many requests of the shortest quarter of the sentences (bounded
@@ -824,6 +827,18 @@ def targets(results: dict) -> list[dict]:
             overload["p99_ms"] is not None and overload["p99_ms"] <= 3 * unloaded_p99,
         ),
         ("overload: RSS growth", rss[1] / rss[0] - 1, "< 10%", rss[1] / rss[0] - 1 < 0.10),
+    ]
+    small = results.get("overload_small_queue")
+    if small is not None:
+        rows.append(
+            (
+                f"overload, queue of {small['max_queue']}: p99 of accepted / unloaded p99",
+                small["p99_ms"] / unloaded_p99 if small["p99_ms"] else None,
+                "<= 3",
+                small["p99_ms"] is not None and small["p99_ms"] <= 3 * unloaded_p99,
+            )
+        )
+    rows += [
         ("soak: RSS growth", soak["rss_growth"], "< 5%", soak["rss_growth"] < 0.05),
     ]
     return [
@@ -857,7 +872,9 @@ def tables(results: dict) -> str:
         "| lost | RSS MiB before -> after | /readyz failures |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name in ("open_loop", "overload"):
+    for name in ("open_loop", "overload", "overload_small_queue"):
+        if name not in results:
+            continue
         row = results[name]
         readyz = row.get("readyz", {}).get("failures", "-")
         lines.append(
@@ -896,6 +913,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--max-wait-ms", type=float, help="--max-wait-ms of the batched server (default: its own)"
+    )
+    parser.add_argument(
+        "--overload-queue",
+        type=int,
+        help="also overload a batched server whose --max-queue is this many sentences",
     )
     parser.add_argument("--backend", default="jax", help="Keras backend of server and reference")
     parser.add_argument(
@@ -966,6 +988,18 @@ def main() -> None:
             results["kill_restart"] = kill_phase(server, plan, batches, checker)
             results["bad_requests"] = bad_requests_phase(server, sentences[0], checker)
             results["sigterm"] = sigterm_phase(server, batches, checker)
+        if args.overload_queue:
+            queue = args.overload_queue
+            small_options = {**batched_options, "max_queue": queue, "max_sentences": queue}
+            results["server_options"]["overload_small_queue"] = small_options
+            with Server(model, small_options, args.backend, env, logs) as server:
+                server.wait_ready()
+                warm(server, warm_sentences, checker)
+                row = open_phase(
+                    server, 2 * capacity, plan.overload_seconds, batches, checker,
+                    f"overload 2x, queue of {queue}", True,
+                )  # fmt: skip
+                results["overload_small_queue"] = {**row, "max_queue": queue}
     results["correctness"] = checker.summary()
     results["lost_total"] = sum(
         row["lost"]
@@ -974,6 +1008,7 @@ def main() -> None:
             *results["closed_loop"]["batched"].values(),
             results["open_loop"],
             results["overload"],
+            *([results["overload_small_queue"]] if "overload_small_queue" in results else []),
             results["soak"],
             results["kill_restart"],
             results["sigterm"],

@@ -238,31 +238,40 @@ class Cluster:
         client = self._client
         mine = json.dumps(value, sort_keys=True)
         client.key_value_set(f"{_KEY_PREFIX}/{name}/{self.process_id}", mine)
+        different = None
         for other in range(self.num_processes):
             with self.stops_reported():
                 theirs = client.blocking_key_value_get(
                     f"{_KEY_PREFIX}/{name}/{other}", int(self.timeout * 1000)
                 )
-            if theirs != mine:
-                differences = _differences(json.loads(mine), json.loads(theirs))
-                raise ValueError(
-                    f"process {other} of {self.num_processes} was started with other {name} than "
-                    f"process {self.process_id} ({'; '.join(differences)}): start every process "
-                    "with the same options"
-                )
+            if theirs != mine and different is None:
+                different = other, _differences(json.loads(mine), json.loads(theirs))
+        # Every process has read every value before any stops (process 0's
+        # end takes the key-value store with it).
+        self.barrier(f"checked/{name}")
+        if different is not None:
+            _joined[self].stop()  # this process reports the difference, not the others' end
+            other, differences = different
+            raise ValueError(
+                f"process {other} of {self.num_processes} was started with other {name} than "
+                f"process {self.process_id} ({'; '.join(differences)}): start every process "
+                "with the same options"
+            )
 
     @contextlib.contextmanager
     def stops_reported(self) -> Iterator[None]:
         """Runs the block; if it raises because another process stopped (a
         collective operation that lost its peer), raises a `ValueError`
         naming the stopped process instead, once the coordinator confirms
-        it (within its heartbeat timeout)."""
+        it (within its heartbeat timeout for the runtime's own errors; at
+        once for others, which Keras or JAX may raise from a lost peer)."""
         watch = _joined[self]
         try:
             yield
-        except watch.runtime.errors as error:
+        except Exception as error:
             watch.stop()
-            deadline = time.monotonic() + _HEARTBEAT_SECONDS + 5
+            patience = _HEARTBEAT_SECONDS + 5 if isinstance(error, watch.runtime.errors) else 0
+            deadline = time.monotonic() + patience
             while not (stopped := watch.stopped_processes()) and time.monotonic() < deadline:
                 time.sleep(_WATCH_SECONDS)
             if stopped:
