@@ -12,9 +12,7 @@ and ends every one of them:
   (or `model` with a model axis of 2, JAX only) by one process with 4 CPU
   devices and by 2 processes with 2 each (TensorFlow: one process with 2
   CPU devices and 2 processes with one each, the one device its
-  multi-worker strategy takes per process); model_across (JAX, not run by
-  default): a model axis of 2 over one process with 2 devices and over 2
-  processes with one each. Compared: the running loss after each of the
+  multi-worker strategy takes per process). Compared: the running loss after each of the
   first `--steps` steps (as Keras logs it, the epoch's mean so far), the
   epoch losses of `training_state/history.csv`, the final weights of
   `model.keras`; and the steps per second of the last epoch.
@@ -49,14 +47,6 @@ PROCESSES = 2
 # The devices of each process: JAX splits the CPU as asked; TensorFlow's
 # multi-worker strategy takes one CPU device per process.
 PROCESS_DEVICES = {"jax": 2, "tensorflow": 1}
-# model_across: a model axis of 2 that spans the processes (one device each).
-MODEL_ACROSS = "model_across"
-
-
-def process_devices(backend: str, mode: str) -> int:
-    return 1 if mode == MODEL_ACROSS else PROCESS_DEVICES[backend]
-
-
 # The variable that tells a worker of this script how many CPU devices to make.
 DEVICES_VARIABLE = "BENCHMARK_CPU_DEVICES"
 # A small model, so that the runs take minutes on a CPU.
@@ -141,7 +131,7 @@ def run_together(backend, out, mode, pairs, epochs, processes):
     seconds."""
     began = time.monotonic()
     ports = free_ports()
-    devices = PROCESSES * process_devices(backend, mode) // processes
+    devices = PROCESSES * PROCESS_DEVICES[backend] // processes
     cluster = [(ports, index) if processes > 1 else () for index in range(processes)]
     started = [start_worker(backend, out, mode, pairs, epochs, devices, c) for c in cluster]
     with ended(started):
@@ -197,7 +187,7 @@ def compare(backend, mode, pairs, epochs, steps, directory) -> dict:
     seconds = {
         count: run_together(backend, out, mode, pairs, epochs, count) for count, out in outs.items()
     }
-    per_process = process_devices(backend, mode)
+    per_process = PROCESS_DEVICES[backend]
     one_label, several_label = f"1x{PROCESSES * per_process}", f"{PROCESSES}x{per_process}"
     records = {}
     for count, out in outs.items():
@@ -310,10 +300,7 @@ def worker(out, mode, pairs, epochs, coordinator=None, process_id=None):
         cpu = tf.config.list_physical_devices("CPU")[0]
         devices = [tf.config.LogicalDeviceConfiguration()] * int(os.environ[DEVICES_VARIABLE])
         tf.config.set_logical_device_configuration(cpu, devices)
-    model_parallel = mode in ("model", MODEL_ACROSS)
-    devices = TrainingDevices.create(
-        "model" if model_parallel else mode, 2 if model_parallel else None, cluster
-    )
+    devices = TrainingDevices.create(mode, 2 if mode == "model" else None, cluster)
 
     from keras_transformer.data import number_splits
     from keras_transformer.translation.options import TrainingOptions

@@ -126,6 +126,16 @@ def test_processes_started_with_other_options_stop_with_one_line(tmp_path, one_s
         assert "epochs: " in errors[0]
 
 
+@pytest.mark.skipif(BACKEND != "jax", reason="model parallel training is jax's")
+def test_a_model_axis_across_processes_is_refused_with_one_line(tmp_path, one_shape):  # noqa: F811
+    args = ["train", "--out", str(tmp_path), "--distribute", "model", *one_shape]
+    with both([*args, "--model-axis-size", str(2 * PROCESS_DEVICES)]) as started:
+        results = finish(started)
+    for status, _, errors in results:
+        assert status == 1
+        assert len(errors) == 1 and "must divide the 2 devices of each process" in errors[0]
+
+
 def test_a_coordinator_that_does_not_answer_stops_the_process_with_one_line(tmp_path):
     args = ["train", "--out", str(tmp_path), "--distribute", "data", "--join-timeout", "2"]
     began = time.monotonic()

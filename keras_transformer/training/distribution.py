@@ -636,7 +636,7 @@ class TrainingDevices:
         """Every accelerator the backend sees (every CPU device if there is
         none), for `mode`; with `cluster`, every process's, after joining
         it. `model_axis_size` (mode `"model"` only) defaults to all the
-        devices."""
+        devices of a process."""
         check_choice("distribute", mode, DISTRIBUTE_MODES)
         backend = keras.backend.backend()
         if backend not in ("jax", "tensorflow"):
@@ -660,11 +660,19 @@ class TrainingDevices:
                     f"Received: model_axis_size={model_axis_size!r} with distribute='data'"
                 )
             return cls(mode, devices, cluster=cluster)
-        model_axis_size = len(devices) if model_axis_size is None else model_axis_size
+        per_process = len(devices) // (1 if cluster is None else cluster.num_processes)
+        model_axis_size = per_process if model_axis_size is None else model_axis_size
         check_positive_int("model_axis_size", model_axis_size)
         if len(devices) % model_axis_size:
             raise ValueError(
                 f"`model_axis_size` must divide the number of devices ({len(devices)}). "
+                f"Received: model_axis_size={model_axis_size}"
+            )
+        if per_process % model_axis_size:
+            raise ValueError(
+                f"`model_axis_size` must divide the {per_process} devices of each process: a "
+                "model axis that spans processes is not supported (process 0 saves the weights "
+                "alone, and cannot read the parts that other processes hold). "
                 f"Received: model_axis_size={model_axis_size}"
             )
         return cls(mode, devices, model_axis_size, cluster)
