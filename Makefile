@@ -58,9 +58,11 @@ serving: install
 	$(PYTHON) -m benchmarks.serving --save
 
 # Two processes against one over the same CPU devices, a killed process and
-# its resumption (JAX), about 9 minutes on a 2-core CPU; see docs/distribution.md.
+# its resumption, on JAX then TensorFlow: about 15 minutes on a 2-core CPU;
+# see docs/distribution.md.
 distribution: install
 	KERAS_BACKEND=jax $(PYTHON) -m benchmarks.distribution --save
+	KERAS_BACKEND=jax $(PYTHON) -m benchmarks.distribution --backend tensorflow --save
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -471,6 +471,10 @@ class _JaxRuntime:
         jax.distributed.shutdown()
 
 
+# The one job of a TensorFlow cluster: every process is one of its tasks.
+_TF_JOB = "worker"
+
+
 class _TensorFlowRuntime:
     """TensorFlow's `MultiWorkerMirroredStrategy` over one worker per
     process, each listening at its own address, and the coordination
@@ -523,9 +527,6 @@ class _TensorFlowRuntime:
     def leave(self) -> None:
         """Nothing to disconnect: the strategy's servers live as long as
         the process."""
-
-
-_TF_JOB = "worker"
 
 
 class _TensorFlowClient:
