@@ -12,7 +12,10 @@ and ends every one of them:
   (or `model` with a model axis of 2, JAX only) by one process with 4 CPU
   devices and by 2 processes with 2 each (TensorFlow: one process with 2
   CPU devices and 2 processes with one each, the one device its
-  multi-worker strategy takes per process). Compared: the running loss after each of the
+  multi-worker strategy takes per process); model_across (JAX): a model
+  axis of 2 over one process with 2 devices and over 2 processes with one
+  each, so that every kernel is split between the processes. Compared: the
+  running loss after each of the
   first `--steps` steps (as Keras logs it, the epoch's mean so far), the
   epoch losses of `training_state/history.csv`, the final weights of
   `model.keras`; and the steps per second of the last epoch.
@@ -20,7 +23,9 @@ and ends every one of them:
   (SIGKILL) once the first epoch is backed up: the seconds until process 0
   stops and its error line; the same commands again, and the epochs they
   finish; then one process whose coordinator never answers
-  (`--join-timeout 5`).
+  (`--join-timeout 5`). failures_model_across (JAX): the kill and the
+  resumed run with the model axis of model_across (the backup's kernels
+  split between the processes again as they are restored).
 
 Prints one JSON line per phase; `--save` writes docs/distribution_results.json
 (under the backend's name, for TensorFlow).
@@ -47,6 +52,9 @@ PROCESSES = 2
 # The devices of each process: JAX splits the CPU as asked; TensorFlow's
 # multi-worker strategy takes one CPU device per process.
 PROCESS_DEVICES = {"jax": 2, "tensorflow": 1}
+# model_across: a model axis of 2 that spans the processes (one device each).
+MODEL_ACROSS = "model_across"
+FAILURES = "failures"
 # The variable that tells a worker of this script how many CPU devices to make.
 DEVICES_VARIABLE = "BENCHMARK_CPU_DEVICES"
 # A small model, so that the runs take minutes on a CPU.
@@ -91,14 +99,14 @@ def start_worker(backend, out, mode, pairs, epochs, devices, cluster=()):
     return start(["benchmarks.distribution", "--worker", *worker], devices, backend)
 
 
-def start_command(backend, out, pairs, epochs, ports, process_id, *extra):
+def start_command(backend, mode, out, pairs, epochs, ports, process_id, *extra):
     """Process `process_id` of `keras-transformer train` over `PROCESSES`
-    processes, with `MODEL`."""
+    processes, with `MODEL`, distributed as the phase `mode` says."""
     model = [f"--{name.replace('_', '-')}={value}" for name, value in MODEL.items()]
     cluster = ["--coordinator", addresses(ports), "--num-processes", PROCESSES]
-    arguments = ["train", "--distribute", "data", "--pairs", pairs, "--epochs", epochs, "--seed", 0]
+    arguments = ["train", *mode_arguments(mode), "--pairs", pairs, "--epochs", epochs, "--seed", 0]
     arguments += [*model, "--no-pictures", "--out", out, *cluster, "--process-id", process_id]
-    devices = PROCESS_DEVICES[backend]
+    devices = process_devices(backend, mode)
     return start(["keras_transformer_cli", *arguments, *extra], devices, backend)
 
 
@@ -125,13 +133,24 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("keras-transformer: ")]
 
 
+def process_devices(backend: str, mode: str) -> int:
+    return 1 if MODEL_ACROSS in mode else PROCESS_DEVICES[backend]
+
+
+def mode_arguments(mode: str) -> list:
+    """The command's options for a phase's way of distributing."""
+    if MODEL_ACROSS in mode:
+        return ["--distribute", "model", "--model-axis-size", PROCESSES]
+    return ["--distribute", "data"]
+
+
 def run_together(backend, out, mode, pairs, epochs, processes):
     """Trains one run with `processes` processes over `PROCESSES` times
     `PROCESS_DEVICES` devices in all; raises if one fails. Returns the wall
     seconds."""
     began = time.monotonic()
     ports = free_ports()
-    devices = PROCESSES * PROCESS_DEVICES[backend] // processes
+    devices = PROCESSES * process_devices(backend, mode) // processes
     cluster = [(ports, index) if processes > 1 else () for index in range(processes)]
     started = [start_worker(backend, out, mode, pairs, epochs, devices, c) for c in cluster]
     with ended(started):
@@ -187,7 +206,7 @@ def compare(backend, mode, pairs, epochs, steps, directory) -> dict:
     seconds = {
         count: run_together(backend, out, mode, pairs, epochs, count) for count, out in outs.items()
     }
-    per_process = PROCESS_DEVICES[backend]
+    per_process = process_devices(backend, mode)
     one_label, several_label = f"1x{PROCESSES * per_process}", f"{PROCESSES}x{per_process}"
     records = {}
     for count, out in outs.items():
@@ -230,14 +249,15 @@ def backed_up_epochs(out):
         return None
 
 
-def failures(backend, pairs, epochs, directory) -> dict:
+def failures(backend, mode, pairs, epochs, directory) -> dict:
     """`keras-transformer train` over 2 processes: process 1 killed once
-    the first epoch is backed up, the same commands again, and a process
-    whose coordinator does not answer."""
-    out = os.path.join(directory, "killed")
-    ports = free_ports()
+    the first epoch is backed up, the same commands again, and (phase
+    failures) a process whose coordinator does not answer."""
+    out = os.path.join(directory, f"killed_{mode}")
     started = [
-        start_command(backend, out, pairs, epochs, ports, index) for index in range(PROCESSES)
+        start_command(backend, mode, out, pairs, epochs, ports, index)
+        for ports in [free_ports()]
+        for index in range(PROCESSES)
     ]
     with ended(started):
         deadline = time.monotonic() + WAIT_SECONDS
@@ -254,9 +274,10 @@ def failures(backend, pairs, epochs, directory) -> dict:
         "epochs_logged_before_resuming": len(epoch_losses(out)),
     }
     began = time.monotonic()
-    ports = free_ports()
     started = [
-        start_command(backend, out, pairs, epochs, ports, index) for index in range(PROCESSES)
+        start_command(backend, mode, out, pairs, epochs, ports, index)
+        for ports in [free_ports()]
+        for index in range(PROCESSES)
     ]
     with ended(started):
         for process in started:
@@ -267,21 +288,20 @@ def failures(backend, pairs, epochs, directory) -> dict:
         "epoch_losses": epoch_losses(out),
         "wall_seconds": round(time.monotonic() - began, 1),
     }
+    record = {"phase": mode, "killed": killed_record, "resumed": resumed}
+    if mode != FAILURES:
+        return record
     began = time.monotonic()
-    alone = [start_command(backend, out, pairs, epochs, free_ports(), 1, "--join-timeout", 5)]
+    alone = [start_command(backend, mode, out, pairs, epochs, free_ports(), 1, "--join-timeout", 5)]
     with ended(alone):
         _, err = alone[0].communicate(timeout=WAIT_SECONDS)
-    return {
-        "phase": "failures",
-        "killed": killed_record,
-        "resumed": resumed,
-        "coordinator_not_answering": {
-            "join_timeout": 5,
-            "status": alone[0].returncode,
-            "error_lines": error_lines(err),
-            "seconds_to_exit": round(time.monotonic() - began, 1),
-        },
+    record["coordinator_not_answering"] = {
+        "join_timeout": 5,
+        "status": alone[0].returncode,
+        "error_lines": error_lines(err),
+        "seconds_to_exit": round(time.monotonic() - began, 1),
     }
+    return record
 
 
 def worker(out, mode, pairs, epochs, coordinator=None, process_id=None):
@@ -300,7 +320,10 @@ def worker(out, mode, pairs, epochs, coordinator=None, process_id=None):
         cpu = tf.config.list_physical_devices("CPU")[0]
         devices = [tf.config.LogicalDeviceConfiguration()] * int(os.environ[DEVICES_VARIABLE])
         tf.config.set_logical_device_configuration(cpu, devices)
-    devices = TrainingDevices.create(mode, 2 if mode == "model" else None, cluster)
+    model_parallel = mode in ("model", MODEL_ACROSS)
+    devices = TrainingDevices.create(
+        "model" if model_parallel else mode, 2 if model_parallel else None, cluster
+    )
 
     from keras_transformer.data import number_splits
     from keras_transformer.translation.options import TrainingOptions
@@ -336,8 +359,8 @@ def worker(out, mode, pairs, epochs, coordinator=None, process_id=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=sorted(PROCESS_DEVICES), default="jax")
-    parser.add_argument("--phases", nargs="+", help="default: data model failures (jax), "
-                        "data failures (tensorflow)")  # fmt: skip
+    parser.add_argument("--phases", nargs="+", help="default: data model model_across failures "
+                        "failures_model_across (jax), data failures (tensorflow)")  # fmt: skip
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20, help="steps whose losses are compared")
@@ -346,13 +369,15 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(*args.worker)
-    default = ["data", "model", "failures"] if args.backend == "jax" else ["data", "failures"]
+    default = ["data", FAILURES]
+    if args.backend == "jax":
+        default = ["data", "model", MODEL_ACROSS, FAILURES, f"{FAILURES}_{MODEL_ACROSS}"]
     phases = args.phases or default
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     with tempfile.TemporaryDirectory() as directory:
         for phase in phases:
-            if phase == "failures":
-                record = failures(args.backend, args.pairs, args.epochs, directory)
+            if phase.startswith(FAILURES):
+                record = failures(args.backend, phase, args.pairs, args.epochs, directory)
             else:
                 steps = args.steps
                 record = compare(args.backend, phase, args.pairs, args.epochs, steps, directory)

@@ -39,9 +39,63 @@ def save_atomically(model: keras.Model, path: str | os.PathLike) -> None:
 def save_weights_atomically(model: keras.Model, path: str | os.PathLike) -> None:
     """`model.save_weights(path)` (a `.weights.h5` file) through a temporary
     file, as `save_atomically` does; outside any `keras.distribution`, so that
-    one process of several can save alone."""
-    with replacing(path, ".weights.h5") as temporary, outside_distribution():
+    one process of several can save alone, with every variable readable
+    (`readable_variables`)."""
+    with (
+        replacing(path, ".weights.h5") as temporary,
+        outside_distribution(),
+        readable_variables(model),
+    ):
         model.save_weights(temporary)
+
+
+@contextlib.contextmanager
+def readable_variables(model: keras.Model) -> Iterator[None]:
+    """Runs the block with every variable of `model` and of its optimizer
+    readable as a whole in this process.
+
+    Under a JAX distribution over several processes, a variable split over
+    devices of several processes (a kernel on a model axis that spans them)
+    holds in each process only the parts on that process's devices, and
+    reading it (as saving does) fails. For the block, such a variable holds
+    its whole value instead, gathered from every process: a collective, so
+    every process of the distribution enters the block, with the same model.
+    Anything else runs the block as it is.
+    """
+    spread = [variable for variable in _model_variables(model) if _is_spread(variable)]
+    if not spread:
+        yield
+        return
+    from jax.experimental import multihost_utils
+
+    # Keras reads a JAX variable's value from `_value`, and `assign` would
+    # split the whole value over the devices again.
+    held = [variable._value for variable in spread]
+    try:
+        for variable in spread:
+            variable._value = multihost_utils.process_allgather(variable._value, tiled=True)
+        yield
+    finally:
+        for variable, value in zip(spread, held, strict=True):
+            variable._value = value
+
+
+def _model_variables(model: keras.Model) -> list:
+    optimizer = getattr(model, "optimizer", None)
+    extra = list(optimizer.variables) if optimizer is not None and optimizer.built else []
+    return list({id(variable): variable for variable in [*model.variables, *extra]}.values())
+
+
+def _is_spread(variable) -> bool:
+    """Whether this process holds only some parts of `variable` (JAX)."""
+    value = getattr(variable, "_value", None)
+    return (
+        keras.backend.backend() == "jax"
+        and value is not None
+        and hasattr(value, "is_fully_addressable")
+        and not value.is_fully_addressable
+        and not value.is_fully_replicated
+    )
 
 
 @contextlib.contextmanager

@@ -157,7 +157,8 @@ def _add_train(commands, common) -> None:
     devices.add_argument(
         "--model-axis-size",
         type=int,
-        help="with --distribute model: devices that split each kernel (default: all)",
+        help="with --distribute model: devices that split each kernel (default: all of "
+        "one process's; a larger axis spans processes, and each save gathers the kernels)",
     )
     processes = train.add_argument_group(
         "processes",

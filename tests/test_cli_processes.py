@@ -127,13 +127,20 @@ def test_processes_started_with_other_options_stop_with_one_line(tmp_path, one_s
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="model parallel training is jax's")
-def test_a_model_axis_across_processes_is_refused_with_one_line(tmp_path, one_shape):  # noqa: F811
-    args = ["train", "--out", str(tmp_path), "--distribute", "model", *one_shape]
-    with both([*args, "--model-axis-size", str(2 * PROCESS_DEVICES)]) as started:
-        results = finish(started)
-    for status, _, errors in results:
-        assert status == 1
-        assert len(errors) == 1 and "must divide the 2 devices of each process" in errors[0]
+def test_a_model_axis_across_processes_trains_as_one(tmp_path, one_shape, one_process):  # noqa: F811
+    """Every kernel split over the devices of both processes: each save
+    gathers the parts from both, and the run equals one process's data
+    parallel run over as many devices, up to rounding."""
+    out = str(tmp_path / "run")
+    devices = str(PROCESSES * PROCESS_DEVICES)
+    args = ["train", "--out", out, "--distribute", "model", "--model-axis-size", devices]
+    with both([*args, *one_shape]) as started:
+        (status_0, _, errors_0), (status_1, _, errors_1) = finish(started)
+    assert (status_0, errors_0, status_1, errors_1) == (0, [], 0, [])
+    np.testing.assert_allclose(history(out), history(one_process), rtol=1e-5)
+    reference = weights(one_process)
+    for path, weight in weights(out).items():
+        np.testing.assert_allclose(weight, reference[path], rtol=1e-4, atol=1e-5, err_msg=path)
 
 
 def test_a_coordinator_that_does_not_answer_stops_the_process_with_one_line(tmp_path):

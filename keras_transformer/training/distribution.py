@@ -669,13 +669,6 @@ class TrainingDevices:
                 f"`model_axis_size` must divide the number of devices ({len(devices)}). "
                 f"Received: model_axis_size={model_axis_size}"
             )
-        if per_process % model_axis_size:
-            raise ValueError(
-                f"`model_axis_size` must divide the {per_process} devices of each process: a "
-                "model axis that spans processes is not supported (process 0 saves the weights "
-                "alone, and cannot read the parts that other processes hold). "
-                f"Received: model_axis_size={model_axis_size}"
-            )
         return cls(mode, devices, model_axis_size, cluster)
 
     @property
@@ -685,10 +678,15 @@ class TrainingDevices:
 
     @property
     def saves_everywhere(self) -> bool:
-        """Whether every process must take part in each save of the model
-        (TensorFlow over several processes: saving creates variables, which
-        the strategy mirrors across processes), not process 0 alone."""
-        return self.cluster is not None and keras.backend.backend() == "tensorflow"
+        """Whether every process must take part in each save of the model,
+        not process 0 alone: on TensorFlow over several processes (saving
+        creates variables, which the strategy mirrors across processes), and
+        with a model axis that spans processes (each holds only some parts
+        of the split kernels, which saving gathers from all of them)."""
+        if self.cluster is None:
+            return False
+        per_process = len(self.devices) // self.cluster.num_processes
+        return keras.backend.backend() == "tensorflow" or per_process % self.model_axis_size != 0
 
     def check_batch_size(self, batch_size: int) -> int:
         """Returns `batch_size` if the devices can split it evenly."""
@@ -846,14 +844,25 @@ def sum_over_replicas(value):
     return context.all_reduce("sum", value), context.num_replicas_in_sync
 
 
+# Collective group keys that each `MirroredStrategy` of a process may use.
+_GROUP_KEYS_PER_STRATEGY = 100_000
+
+
 @functools.cache
 def _mirrored_strategy(devices: tuple[str, ...]):
     """One `MirroredStrategy` per set of devices in a process: a second
     strategy over the same devices, after a first has trained, fails in its
-    collective ops (a shape mismatch between replicas)."""
+    collective ops (a shape mismatch between replicas). Every strategy
+    numbers its collective groups from 1, so strategies over other sets of
+    devices in the same process would share group keys and fail ("joining a
+    group with size 2, but that group has size 4"): each numbers them from a
+    base of its own (`_collective_key_base`, TensorFlow's hook for that)."""
     import tensorflow as tf
 
-    return tf.distribute.MirroredStrategy(list(devices))
+    class Strategy(tf.distribute.MirroredStrategy):
+        _collective_key_base = _GROUP_KEYS_PER_STRATEGY * _mirrored_strategy.cache_info().currsize
+
+    return Strategy(list(devices))
 
 
 def _list_devices(cluster: Cluster | None = None) -> list[str]:

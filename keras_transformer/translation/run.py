@@ -16,7 +16,12 @@ import keras
 from keras_transformer.data.pairs import Pair, as_field, fingerprint_pairs
 from keras_transformer.layers.positional_encoding import sinusoidal_encoding
 from keras_transformer.models.transformer import Transformer
-from keras_transformer.saving import outside_distribution, save_atomically, write_text_atomically
+from keras_transformer.saving import (
+    outside_distribution,
+    readable_variables,
+    save_atomically,
+    write_text_atomically,
+)
 from keras_transformer.training import MaskedAccuracy, MaskedCrossEntropy, paper_optimizer
 from keras_transformer.training.checkpoints import EpochCheckpoints, average_weights
 from keras_transformer.training.distribution import TrainingDevices
@@ -506,11 +511,12 @@ class _RunState:
 
 
 class _Backup(keras.callbacks.BackupAndRestore):
-    """Keras's backup of each epoch, saved outside the distribution (see
-    `outside_distribution`)."""
+    """Keras's backup of each epoch, saved outside the distribution with
+    every variable readable (see `outside_distribution`,
+    `readable_variables`)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        with outside_distribution():
+        with outside_distribution(), readable_variables(self.model):
             super().on_epoch_end(epoch, logs)
 
 

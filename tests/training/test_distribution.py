@@ -119,6 +119,16 @@ def test_distributed_steps_match_one_device(distributed_run, single_device_run):
         )
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute strategies in one process")
+def test_fewer_devices_after_all_of_them_take_the_same_steps(distributed_run, single_device_run):
+    """A strategy over two devices, in a process where one over all four has
+    trained (their collective groups must not clash), matches one device."""
+    devices, _, _ = distributed_run
+    _, history = train(TrainingDevices("data", devices.devices[:2]))
+    _, reference = single_device_run
+    np.testing.assert_allclose(history["loss"], reference["loss"], rtol=1e-5, atol=1e-6)
+
+
 def expected_axes(path):
     """The layout `transformer_layout_map` promises for a variable path:
     column-split projections in, row-split projections out."""
