@@ -2,15 +2,19 @@
 # virtual environment on first use.
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-BACKENDS ?= tensorflow jax torch
+# torch first: the fastest to train, it makes the trained test models that
+# the other backends' sessions then load.
+BACKENDS ?= torch jax tensorflow
 DEMO_BACKEND ?= jax
 
 .PHONY: install test demo bench suite real-text serving distribution lint format clean
 
+# --no-compile: Python compiles the modules it imports when it first imports
+# them, instead of pip compiling all of tensorflow, jax and torch up front.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e ".[test]"
+	$(PYTHON) -m pip install --quiet --no-compile -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
