@@ -277,6 +277,7 @@ def _run_with_backend(backend: str, argv: list[str]) -> int:
 def _train(args) -> int:
     from keras_transformer.data import number_splits, split_pairs_file
     from keras_transformer.data.pairs import read_split_files
+    from keras_transformer.training import RaiseOnInterrupt
     from keras_transformer.translation.run import MODEL_FILE, STATE_DIRECTORY, train_translator
 
     options = TrainingOptions(
@@ -297,14 +298,16 @@ def _train(args) -> int:
     else:
         splits = number_splits(count=args.pairs, language=args.language, seed=options.seed)
     # A progress bar on a terminal, one line per epoch in a log file.
-    metrics = train_translator(
-        splits,
-        args.out,
-        options,
-        verbose=1 if sys.stdout.isatty() else 2,
-        pictures=not args.no_pictures,
-        devices=devices,
-    )
+    with RaiseOnInterrupt() as interrupts:
+        metrics = train_translator(
+            splits,
+            args.out,
+            options,
+            verbose=1 if sys.stdout.isatty() else 2,
+            pictures=not args.no_pictures,
+            devices=devices,
+            callbacks=[interrupts],
+        )
     if "process_id" in metrics:
         print(f"Process {metrics['process_id']} done; process 0 evaluates and saves the model.")
         return 0

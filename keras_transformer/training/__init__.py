@@ -7,6 +7,7 @@ from keras_transformer.training.distribution import (
     TrainingDevices,
     transformer_layout_map,
 )
+from keras_transformer.training.interrupts import RaiseOnInterrupt
 from keras_transformer.training.losses import MaskedCrossEntropy
 from keras_transformer.training.metrics import MaskedAccuracy
 from keras_transformer.training.schedule import TransformerSchedule, paper_optimizer
@@ -24,6 +25,7 @@ __all__ = [
     "EpochCheckpoints",
     "MaskedAccuracy",
     "MaskedCrossEntropy",
+    "RaiseOnInterrupt",
     "StepTiming",
     "TimeBudget",
     "TrainingDevices",
