@@ -96,6 +96,10 @@ _HEARTBEAT_SECONDS = 10
 # say); a process that stops is noticed by the watch, not by them.
 _BARRIER_SECONDS = 24 * 3600
 _KEY_PREFIX = "keras_transformer"
+# Process 0 writes the first when it stops early; each other process writes
+# its own under the second when it stops early or learns that process 0 has.
+_CHIEF_STOPS_KEY = f"{_KEY_PREFIX}/chief_stops"
+_GOING_KEYS = f"{_KEY_PREFIX}/going/"
 
 
 def _stderr_line(message: str) -> None:
@@ -375,6 +379,8 @@ class _Watch(threading.Thread):
         """The processes that the coordinator no longer hears from; all
         but this one when the coordinator itself does not answer."""
         everyone = range(self.cluster.num_processes)
+        if not self.cluster.is_chief and self.runtime.chief_stops(self.client):
+            return [0]
         try:
             alive = self.client.get_live_nodes(list(everyone))
         except self.runtime.errors:
@@ -386,7 +392,18 @@ class _Watch(threading.Thread):
             if self.stopped.is_set():
                 return
             self.cluster.report(message)
+            self.say_goodbye()
             os._exit(1)  # the main thread may wait in the runtime, out of Python's reach
+
+    def say_goodbye(self) -> None:
+        """Before this process ends early: process 0 stops the others, the
+        others tell it that they go (see `_JaxRuntime.stop_the_others`)."""
+        if self.client is None:
+            return
+        if self.cluster.is_chief:
+            self.runtime.stop_the_others(self.client)
+        else:
+            self.runtime.say_going(self.client)
 
     def stop(self) -> None:
         with self.lock:
@@ -470,6 +487,40 @@ class _JaxRuntime:
 
         jax.distributed.shutdown()
 
+    # When process 0, which hosts the coordinator, ends, JAX's runtime
+    # aborts every process still connected to it with a C++ stack trace. So
+    # a process 0 that stops early tells the others, who each report it in
+    # one line and say they go, and ends once all have (or after a bound).
+
+    def stop_the_others(self, client) -> None:
+        """Process 0: tells the other processes that it stops, and waits
+        until each has said it goes, at most a heartbeat timeout and 5 s
+        (a process that has died says nothing). Not `get_live_nodes`: it
+        waits for every process it names that the coordinator still hears
+        from to ask too."""
+        others = self.cluster.num_processes - 1
+        deadline = time.monotonic() + _HEARTBEAT_SECONDS + 5
+        try:
+            client.key_value_set(_CHIEF_STOPS_KEY, "1")
+            while len(client.key_value_dir_get(_GOING_KEYS)) < others:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(_WATCH_SECONDS / 10)
+        except self.errors:
+            pass
+
+    def chief_stops(self, client) -> bool:
+        """Whether process 0 said that it stops."""
+        try:
+            return client.key_value_try_get(_CHIEF_STOPS_KEY) == "1"
+        except self.errors:  # not set
+            return False
+
+    def say_going(self, client) -> None:
+        """Tells process 0 that this process ends."""
+        with contextlib.suppress(*self.errors):
+            client.key_value_set(f"{_GOING_KEYS}{self.cluster.process_id}", "1")
+
 
 # The one job of a TensorFlow cluster: every process is one of its tasks.
 _TF_JOB = "worker"
@@ -527,6 +578,18 @@ class _TensorFlowRuntime:
     def leave(self) -> None:
         """Nothing to disconnect: the strategy's servers live as long as
         the process."""
+
+    # TensorFlow's runtime lets the other processes report that process 0
+    # stopped (the watch's `stopped_processes`): nothing more to say.
+
+    def stop_the_others(self, client) -> None:
+        pass
+
+    def chief_stops(self, client) -> bool:
+        return False
+
+    def say_going(self, client) -> None:
+        pass
 
 
 class _TensorFlowClient:
@@ -590,6 +653,7 @@ def _exit_if_joined(cluster: Cluster) -> None:
     if cluster in _joined:
         watch = _joined[cluster]
         watch.stop()
+        watch.say_goodbye()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130 if watch.interrupted else 1)
