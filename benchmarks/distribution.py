@@ -26,6 +26,9 @@ and ends every one of them:
   (`--join-timeout 5`). failures_model_across (JAX): the kill and the
   resumed run with the model axis of model_across (the backup's kernels
   split between the processes again as they are restored).
+- interrupted: `keras-transformer train` over 2 processes, process 0 sent
+  SIGINT (Ctrl-C) once the first epoch is backed up, 3 times: each
+  process's status, error lines and seconds until it ended.
 
 Prints one JSON line per phase; `--save` writes docs/distribution_results.json
 (under the backend's name, for TensorFlow).
@@ -304,6 +307,40 @@ def failures(backend, mode, pairs, epochs, directory) -> dict:
     return record
 
 
+def interrupted(backend, pairs, epochs, directory, trials=3) -> dict:
+    """`keras-transformer train` over 2 processes, process 0 sent SIGINT
+    (Ctrl-C) once the first epoch is backed up, `trials` times: each
+    process's status, its lines, and the seconds until it ended."""
+    records = []
+    for trial in range(trials):
+        out = os.path.join(directory, f"interrupted_{trial}")
+        started = [
+            start_command(backend, FAILURES, out, pairs, epochs, ports, index)
+            for ports in [free_ports()]
+            for index in range(PROCESSES)
+        ]
+        with ended(started):
+            deadline = time.monotonic() + WAIT_SECONDS
+            while backed_up_epochs(out) != 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            started[0].send_signal(signal.SIGINT)
+            sent = time.monotonic()
+            seconds = {}
+            while len(seconds) < PROCESSES and time.monotonic() < sent + WAIT_SECONDS:
+                for index, process in enumerate(started):
+                    if index not in seconds and process.poll() is not None:
+                        seconds[index] = round(time.monotonic() - sent, 2)
+                time.sleep(0.01)
+            lines = [error_lines(process.communicate()[1]) for process in started]
+        records.append(
+            [
+                {"status": process.returncode, "lines": lines[index], "seconds": seconds.get(index)}
+                for index, process in enumerate(started)
+            ]
+        )
+    return {"phase": "interrupted", "trials": records}
+
+
 def worker(out, mode, pairs, epochs, coordinator=None, process_id=None):
     """One process of a run: joins the others (if `coordinator`), trains
     with `train_translator` and, in process 0, writes `steps.json`."""
@@ -360,7 +397,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=sorted(PROCESS_DEVICES), default="jax")
     parser.add_argument("--phases", nargs="+", help="default: data model model_across failures "
-                        "failures_model_across (jax), data failures (tensorflow)")  # fmt: skip
+                        "failures_model_across interrupted (jax), data failures interrupted "
+                        "(tensorflow)")  # fmt: skip
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20, help="steps whose losses are compared")
@@ -369,14 +407,17 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(*args.worker)
-    default = ["data", FAILURES]
+    default = ["data", FAILURES, "interrupted"]
     if args.backend == "jax":
         default = ["data", "model", MODEL_ACROSS, FAILURES, f"{FAILURES}_{MODEL_ACROSS}"]
+        default.append("interrupted")
     phases = args.phases or default
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     with tempfile.TemporaryDirectory() as directory:
         for phase in phases:
-            if phase.startswith(FAILURES):
+            if phase == "interrupted":
+                record = interrupted(args.backend, args.pairs, args.epochs, directory)
+            elif phase.startswith(FAILURES):
                 record = failures(args.backend, phase, args.pairs, args.epochs, directory)
             else:
                 steps = args.steps
