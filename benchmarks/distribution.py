@@ -424,15 +424,17 @@ def main():
                 record = compare(args.backend, phase, args.pairs, args.epochs, steps, directory)
             print(json.dumps(record), flush=True)
             results[phase] = record
-    if args.backend != "jax":  # the JAX figures stay at the top level, as before
-        results = {args.backend: results}
     if args.save:
         saved = {}
         if os.path.exists(RESULTS):
             with open(RESULTS, encoding="utf-8") as file:
                 saved = json.load(file)
+        if args.backend == "jax":  # the JAX figures stay at the top level, as before
+            saved.update(results)
+        else:  # each phase replaces its own record only
+            saved[args.backend] = {**saved.get(args.backend, {}), **results}
         with open(RESULTS, "w", encoding="utf-8") as file:
-            json.dump({**saved, **results}, file, indent=2)
+            json.dump(saved, file, indent=2)
             file.write("\n")
 
 
