@@ -252,20 +252,28 @@ def backed_up_epochs(out):
         return None
 
 
+def start_processes(backend, mode, out, pairs, epochs) -> list:
+    """Every process of one `keras-transformer train` run (`start_command`)."""
+    ports = free_ports()
+    return [
+        start_command(backend, mode, out, pairs, epochs, ports, index) for index in range(PROCESSES)
+    ]
+
+
+def wait_for_the_first_backup(out) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while backed_up_epochs(out) != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def failures(backend, mode, pairs, epochs, directory) -> dict:
     """`keras-transformer train` over 2 processes: process 1 killed once
     the first epoch is backed up, the same commands again, and (phase
     failures) a process whose coordinator does not answer."""
     out = os.path.join(directory, f"killed_{mode}")
-    started = [
-        start_command(backend, mode, out, pairs, epochs, ports, index)
-        for ports in [free_ports()]
-        for index in range(PROCESSES)
-    ]
+    started = start_processes(backend, mode, out, pairs, epochs)
     with ended(started):
-        deadline = time.monotonic() + WAIT_SECONDS
-        while backed_up_epochs(out) != 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for_the_first_backup(out)
         started[1].send_signal(signal.SIGKILL)
         killed = time.monotonic()
         _, err = started[0].communicate(timeout=WAIT_SECONDS)
@@ -277,11 +285,7 @@ def failures(backend, mode, pairs, epochs, directory) -> dict:
         "epochs_logged_before_resuming": len(epoch_losses(out)),
     }
     began = time.monotonic()
-    started = [
-        start_command(backend, mode, out, pairs, epochs, ports, index)
-        for ports in [free_ports()]
-        for index in range(PROCESSES)
-    ]
+    started = start_processes(backend, mode, out, pairs, epochs)
     with ended(started):
         for process in started:
             process.communicate(timeout=WAIT_SECONDS)
@@ -314,15 +318,9 @@ def interrupted(backend, pairs, epochs, directory, trials=3) -> dict:
     records = []
     for trial in range(trials):
         out = os.path.join(directory, f"interrupted_{trial}")
-        started = [
-            start_command(backend, FAILURES, out, pairs, epochs, ports, index)
-            for ports in [free_ports()]
-            for index in range(PROCESSES)
-        ]
+        started = start_processes(backend, FAILURES, out, pairs, epochs)
         with ended(started):
-            deadline = time.monotonic() + WAIT_SECONDS
-            while backed_up_epochs(out) != 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for_the_first_backup(out)
             started[0].send_signal(signal.SIGINT)
             sent = time.monotonic()
             seconds = {}
