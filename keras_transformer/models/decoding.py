@@ -71,10 +71,17 @@ class CompiledDecoder:
         self.seed_state = None
         if getattr(sampler, "seed", None) is not None:
             self.seed_state = [ops.convert_to_numpy(v.value) for v in sampler.variables]
-        self.compiled = _compile(self._generate_step, model, sampler, run_eagerly)
+        self.run_eagerly = run_eagerly
         self.decoder_step = self._decoder_step
         if keras.config.backend() == "torch" and not run_eagerly:
             self.decoder_step = TorchTracedStep(self._decoder_step, model)
+        self._compile_functions()
+
+    def _compile_functions(self):
+        self.compiled = self._compile(self._generate_step)
+
+    def _compile(self, function):
+        return _compile(function, self.model, self.sampler, self.run_eagerly)
 
     def __call__(self, encoder_inputs, prompt, end_token_id):
         if self.seed_state is not None:
@@ -144,6 +151,111 @@ class CompiledDecoder:
             stop_token_ids=[end_token_id],
             model=self.model,
         )
+
+
+class ShrinkingGreedyDecoder(CompiledDecoder):
+    """Greedy decoding that takes the rows which have ended out of the batch.
+
+    A batch decodes until its longest output ends, and a step costs more
+    the more rows it has (on a CPU nearly in proportion), so one long
+    output would keep a whole batch decoding. Here the batch decodes in
+    rounds of at most `ROUND_STEPS` steps; after a round, when the rows
+    still going fit in half the rows or fewer, they go on alone in a batch
+    of the smallest power of two that holds them (repeating one of them),
+    their caches gathered. A power of two keeps the compiled shapes few: at
+    most `log2(batch) + 1` row counts per input shape. Greedy decoding
+    treats each row on its own, so a row's output does not depend on the
+    rows it is batched with.
+
+    Made by `Transformer.generate` for a greedy sampler (`sampler="greedy"`
+    or a `keras_nlp.samplers.GreedySampler`); other samplers decode every
+    row to the end of the batch (`CompiledDecoder`).
+    """
+
+    ROUND_STEPS = 8
+
+    def _compile_functions(self):
+        self.begin = self._compile(self._begin)
+        self.advance = self._compile(self._advance)
+        self.shapes = set()  # the shapes `advance` has been compiled for
+
+    def __call__(self, encoder_inputs, prompt, end_token_id):
+        end = ops.convert_to_tensor(end_token_id, "int32")
+        max_length = prompt.shape[1]
+        index = self._round_end(1, len(prompt), max_length)
+        state = self.begin(encoder_inputs, prompt, _int32(index), end)
+        self._compile_advance(state, end)
+        outputs = np.array(prompt)  # (batch, max_len)
+        output_rows = np.arange(len(prompt))  # the output row of each decoded row
+        while index < max_length:
+            going = np.flatnonzero(~ops.convert_to_numpy(state["ended"]))  # (rows going,)
+            if not len(going):
+                break
+            if _rows_for(len(going)) < len(output_rows):
+                outputs[output_rows] = ops.convert_to_numpy(state["prompt"])
+                state, output_rows = _keep_rows(state, output_rows, going)
+            stop = self._round_end(index, len(output_rows), max_length)
+            state = self.advance(state, _int32(index), _int32(stop), end)
+            index = stop
+        outputs[output_rows] = ops.convert_to_numpy(state["prompt"])
+        return outputs
+
+    def _compile_advance(self, state, end):
+        """Compiles `advance` for the shapes of `state` the first time they
+        are met, by a call that decodes nothing: so that decoding each shape
+        once (a server's warm-up) compiles all it needs."""
+        shapes = tuple(tuple(x.shape) for x in keras.tree.flatten(state))
+        if shapes not in self.shapes:
+            self.shapes.add(shapes)
+            self.advance(state, _int32(1), _int32(1), end)
+
+    def _round_end(self, index: int, rows: int, max_length: int) -> int:
+        """Where a round from `index` stops: after `ROUND_STEPS` steps, or
+        at the end for a single row, which has nothing to drop."""
+        return max_length if rows == 1 else min(index + self.ROUND_STEPS, max_length)
+
+    def _begin(self, encoder_inputs, prompt, stop, end_token_id):
+        """Encodes the sources and decodes up to `stop`: the state `advance`
+        goes on from (the caches, the prompt and which rows have ended)."""
+        cache = self._initial_cache(encoder_inputs, ops.shape(prompt)[1])
+        ended = ops.zeros((ops.shape(prompt)[0],), "bool")  # (batch,)
+        state = {**cache, "prompt": prompt, "ended": ended}
+        return self._advance(state, ops.convert_to_tensor(1, "int32"), stop, end_token_id)
+
+    def _advance(self, state, index, stop, end_token_id):
+        """Decodes the tokens from `index` to `stop` (excluded), or until
+        every row has ended; a row that has ended gets 0."""
+
+        def going(state, index):
+            return ops.logical_and(index < stop, ops.logical_not(ops.all(state["ended"])))
+
+        def step(state, index):
+            logits, _, cache = self._next(state["prompt"], state, index)  # (batch, vocab)
+            token = ops.cast(ops.argmax(logits, axis=-1), "int32")  # (batch,)
+            token = ops.where(state["ended"], 0, token)
+            prompt = ops.slice_update(state["prompt"], [0, index], token[:, None])
+            ended = ops.logical_or(state["ended"], token == end_token_id)
+            return {**cache, "prompt": prompt, "ended": ended}, index + 1
+
+        state, _ = ops.while_loop(going, step, (state, index))
+        return state
+
+
+def _rows_for(count: int) -> int:
+    """The smallest power of two >= `count` (1 for 0)."""
+    return 1 << max(0, count - 1).bit_length()
+
+
+def _keep_rows(state, output_rows, going):
+    """The decoding state and output rows of the rows `going` only, in a
+    batch of `_rows_for(len(going))` rows (the first of them repeated)."""
+    kept = np.concatenate([going, np.repeat(going[:1], _rows_for(len(going)) - len(going))])
+    state = keras.tree.map_structure(lambda x: ops.take(x, kept, axis=0), state)
+    return state, output_rows[kept]
+
+
+def _int32(value: int):
+    return ops.convert_to_tensor(value, "int32")
 
 
 class TorchTracedStep:

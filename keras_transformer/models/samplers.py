@@ -69,6 +69,16 @@ def sampler_key(sampler) -> Hashable:
     return (sampler_class.__module__, sampler_class.__qualname__, config)
 
 
+def is_greedy(sampler) -> bool:
+    """Whether `sampler` is keras-nlp's `GreedySampler` (what `"greedy"`
+    gives): the most probable token at every step, whatever its
+    temperature."""
+    sampler_class = type(sampler)
+    return sampler_class.__name__ == "GreedySampler" and sampler_class.__module__.startswith(
+        ("keras_hub.", "keras_nlp.")
+    )
+
+
 def _keras_nlp_sampler(name, seed):
     try:
         import keras_nlp

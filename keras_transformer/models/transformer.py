@@ -12,10 +12,11 @@ from keras_transformer.models.decoding import (
     CacheInfo,
     CompiledDecoder,
     DecoderCache,
+    ShrinkingGreedyDecoder,
     check_generate_arguments,
     pad_after_end,
 )
-from keras_transformer.models.samplers import choose_sampler, sampler_key
+from keras_transformer.models.samplers import choose_sampler, is_greedy, sampler_key
 from keras_transformer.validation import check_positive_int
 from keras_transformer.version import __version__
 
@@ -325,7 +326,8 @@ class Transformer(keras.Model):
 
     def _decoder(self, sampler, run_eagerly) -> CompiledDecoder:
         key = (sampler_key(sampler), run_eagerly)
-        return self._decoders().get(key, lambda: CompiledDecoder(self, sampler, run_eagerly))
+        decoder_class = ShrinkingGreedyDecoder if is_greedy(sampler) else CompiledDecoder
+        return self._decoders().get(key, lambda: decoder_class(self, sampler, run_eagerly))
 
     def _decoders(self) -> DecoderCache:
         """Made on first use; plain state, kept out of Keras's tracking and

@@ -5,7 +5,8 @@ import pytest
 
 from keras_transformer import BeamSearch, Transformer
 from keras_transformer.data import END_TOKEN_ID, START_TOKEN_ID, make_reverse_task
-from keras_transformer.models.decoding import pad_after_end
+from keras_transformer.models.decoding import ShrinkingGreedyDecoder, pad_after_end
+from keras_transformer.models.samplers import choose_sampler
 from tests.helpers import to_numpy
 
 MAX_LENGTH = 12
@@ -69,6 +70,44 @@ def test_rows_start_with_start_token_and_pad_after_end(trained_reverser, sources
         assert (row[end + 1 :] == 0).all()
     # Every row ends before MAX_LENGTH, so the loop stops early.
     assert outputs.shape[1] == 1 + max((sources != 0).sum(1)) + 1
+
+
+def record_round_rows(model, monkeypatch):
+    """A list of the row count of every round the model's greedy decoder
+    decodes after its first, in order."""
+    decoder = model._decoder(choose_sampler("greedy"), run_eagerly=False)
+    rows = []
+    advance = decoder.advance
+
+    def recorded(state, index, stop, end):
+        if int(index) < int(stop):  # not the call that only compiles
+            rows.append(int(state["ended"].shape[0]))
+        return advance(state, index, stop, end)
+
+    monkeypatch.setattr(decoder, "advance", recorded)
+    return rows
+
+
+def test_greedy_drops_ended_rows_and_decodes_each_as_alone(trained_reverser, sources, monkeypatch):
+    monkeypatch.setattr(ShrinkingGreedyDecoder, "ROUND_STEPS", 2)
+    rows = record_round_rows(trained_reverser, monkeypatch)
+    batched = generate(trained_reverser, sources)  # sources of 4 to 10 tokens
+    assert rows == sorted(rows, reverse=True) and rows[-1] < len(sources)
+    for source, output in zip(sources, batched, strict=True):
+        alone = generate(trained_reverser, source[None])[0]
+        np.testing.assert_array_equal(output[: len(alone)], alone)
+        assert (output[len(alone) :] == 0).all()
+
+
+def test_greedy_of_rows_that_never_end_fills_every_step():
+    keras.utils.set_random_seed(2)
+    model = Transformer(
+        12, 12, num_layers=1, d_model=8, num_heads=2, ff_dim=16, tie_output_embedding=False
+    )
+    model.output_projection.bias.assign(np.where(np.arange(12) == 2, -1e4, 0.0))
+    outputs = model.generate(np.full((3, 4), 5, "int32"), 1, 2, max_length=11)
+    assert outputs.shape == (3, 11)
+    assert (outputs[:, 1:] != 0).all() and (outputs != 2).all()
 
 
 def test_beam_of_one_equals_greedy(trained_reverser, sources):
