@@ -8,6 +8,7 @@ one token's work instead of re-running the decoder on the whole prefix.
 """
 
 import collections
+import functools
 import itertools
 import warnings
 from collections.abc import Callable, Hashable
@@ -201,13 +202,19 @@ class ShrinkingGreedyDecoder(CompiledDecoder):
         return outputs
 
     def _compile_advance(self, state, end):
-        """Compiles `advance` for the shapes of `state` the first time they
-        are met, by a call that decodes nothing: so that decoding each shape
-        once (a server's warm-up) compiles all it needs."""
+        """Compiles `advance`, and the gathers that take rows out, for the
+        shapes of `state` the first time they are met, by calls that decode
+        and keep nothing: so that decoding each shape once (a server's
+        warm-up) compiles all that decoding batches of it needs."""
         shapes = tuple(tuple(x.shape) for x in keras.tree.flatten(state))
-        if shapes not in self.shapes:
-            self.shapes.add(shapes)
-            self.advance(state, _int32(1), _int32(1), end)
+        if shapes in self.shapes:
+            return
+        self.shapes.add(shapes)
+        self.advance(state, _int32(1), _int32(1), end)
+        rows = 1
+        while rows < len(state["ended"]):
+            _take_rows(state, np.zeros(rows, "int32"))
+            rows *= 2
 
     def _round_end(self, index: int, rows: int, max_length: int) -> int:
         """Where a round from `index` stops: after `ROUND_STEPS` steps, or
@@ -250,8 +257,23 @@ def _keep_rows(state, output_rows, going):
     """The decoding state and output rows of the rows `going` only, in a
     batch of `_rows_for(len(going))` rows (the first of them repeated)."""
     kept = np.concatenate([going, np.repeat(going[:1], _rows_for(len(going)) - len(going))])
-    state = keras.tree.map_structure(lambda x: ops.take(x, kept, axis=0), state)
-    return state, output_rows[kept]
+    return _take_rows(state, kept.astype("int32")), output_rows[kept]
+
+
+def _take_rows(state, rows):
+    """`state`'s tensors at `rows` of their first axis. On JAX one compiled
+    gather for the whole state (compiled once per shape; op by op, each
+    tensor's gather would compile on its own)."""
+    if keras.config.backend() != "jax":
+        return keras.tree.map_structure(lambda x: ops.take(x, rows, axis=0), state)
+    return _jax_take_rows()(state, rows)
+
+
+@functools.cache
+def _jax_take_rows():
+    import jax
+
+    return jax.jit(lambda state, rows: jax.tree.map(lambda x: x[rows], state))
 
 
 def _int32(value: int):
