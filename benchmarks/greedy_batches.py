@@ -9,7 +9,9 @@ keras-nlp's `GreedySampler`), side by side in one process:
 `Translator.translate` of the first `--sentences` sources of the run's test
 split (real sentences: their lengths, and the translations that never end,
 are what the difference depends on), every shape compiled first, the two
-decoders taken in turns. Prints one JSON line; `--save` adds it to
+decoders taken in turns. Also the milliseconds of one decoding step by rows
+(`--step-rows`): what batching can give at most, whatever the decoder does
+between steps. Prints one JSON line; `--save` adds it to
 docs/greedy_batches_results.json under the backend's name.
 """
 
@@ -18,6 +20,7 @@ import json
 import os
 
 import keras
+import numpy as np
 
 from benchmarks.common import interleaved_times, machine, rates
 
@@ -53,11 +56,38 @@ def decoders_compared(translator, sentences, batch_size, repeats):
     return {name: rates(seconds, len(sentences)) for name, seconds in times.items()}
 
 
+def step_ms_by_rows(translator, sentences, rows_counts, repeats):
+    """Milliseconds of one greedy step of each row count: the difference
+    between calls of 64 and of 16 steps on 16-token sources, in which no row
+    ends (the end id is the vocabulary's last, never produced here: checked)."""
+    from keras_transformer.translation.tokenizers import START_ID
+
+    model = translator.transformer
+    never = model.target_vocabulary_size - 1
+    sources = translator.encode_sources(sentences[: max(rows_counts)])[:, :16]  # (rows, 16)
+
+    def decode(rows, steps):
+        def call():
+            outputs = model.generate(sources[:rows], START_ID, never, max_length=steps + 1)
+            if (outputs == never).any():
+                raise RuntimeError(f"a row produced the id {never} meant never to end")
+
+        return call
+
+    measured = {}
+    for rows in rows_counts:
+        times = interleaved_times({steps: decode(rows, steps) for steps in (16, 64)}, repeats)
+        short, long = (float(np.median(times[steps])) for steps in (16, 64))
+        measured[rows] = (long - short) / 48 * 1000
+    return measured
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="run directory")
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--step-rows", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--save", action="store_true")
     args = parser.parse_args()
@@ -83,6 +113,7 @@ def main() -> None:
         "model": os.path.relpath(os.path.abspath(args.model), ROOT),
         "sentences": len(sentences),
         "sentences_per_s_by_batch": by_batch,
+        "step_ms_by_rows": step_ms_by_rows(translator, sentences, args.step_rows, 5),
     }
     print(json.dumps(result))
     if args.save:

@@ -159,14 +159,18 @@ class ShrinkingGreedyDecoder(CompiledDecoder):
 
     A batch decodes until its longest output ends, and a step costs more
     the more rows it has (on a CPU nearly in proportion), so one long
-    output would keep a whole batch decoding. Here the batch decodes in
-    rounds of at most `ROUND_STEPS` steps; after a round, when the rows
-    still going fit in half the rows or fewer, they go on alone in a batch
-    of the smallest power of two that holds them (repeating one of them),
-    their caches gathered. A power of two keeps the compiled shapes few: at
-    most `log2(batch) + 1` row counts per input shape. Greedy decoding
-    treats each row on its own, so a row's output does not depend on the
-    rows it is batched with.
+    output would keep a whole batch decoding. Here a batch of at least
+    `MIN_ROUND_ROWS` rows decodes in rounds of `ROUND_STEPS` steps; after a
+    round, when the rows still going fit in half the rows or fewer, they go
+    on alone in a batch of the smallest power of two that holds them
+    (repeating one of them), their caches gathered; once fewer than
+    `MIN_ROUND_ROWS`, to their end in one call. A smaller batch decodes as
+    `CompiledDecoder` does, in one call of keras-nlp's greedy loop: each
+    round costs a call of a compiled function, which small batches do not
+    win back. A power of two keeps the
+    compiled shapes few: at most `log2(batch) + 1` row counts per input
+    shape. Greedy decoding treats each row on its own, so a row's output
+    does not depend on the rows it is batched with.
 
     Made by `Transformer.generate` for a greedy sampler (`sampler="greedy"`
     or a `keras_nlp.samplers.GreedySampler`); other samplers decode every
@@ -174,18 +178,22 @@ class ShrinkingGreedyDecoder(CompiledDecoder):
     """
 
     ROUND_STEPS = 8
+    MIN_ROUND_ROWS = 16
 
     def _compile_functions(self):
+        super()._compile_functions()  # the whole loop in one call, for small batches
         self.begin = self._compile(self._begin)
         self.advance = self._compile(self._advance)
-        self.shapes = set()  # the shapes `advance` has been compiled for
+        self.shapes = set()  # the batch shapes whose rounds are compiled
 
     def __call__(self, encoder_inputs, prompt, end_token_id):
+        if len(prompt) < self.MIN_ROUND_ROWS:
+            return super().__call__(encoder_inputs, prompt, end_token_id)
         end = ops.convert_to_tensor(end_token_id, "int32")
         max_length = prompt.shape[1]
         index = self._round_end(1, len(prompt), max_length)
         state = self.begin(encoder_inputs, prompt, _int32(index), end)
-        self._compile_advance(state, end)
+        self._compile_rounds(state, end)
         outputs = np.array(prompt)  # (batch, max_len)
         output_rows = np.arange(len(prompt))  # the output row of each decoded row
         while index < max_length:
@@ -201,11 +209,12 @@ class ShrinkingGreedyDecoder(CompiledDecoder):
         outputs[output_rows] = ops.convert_to_numpy(state["prompt"])
         return outputs
 
-    def _compile_advance(self, state, end):
-        """Compiles `advance`, and the gathers that take rows out, for the
-        shapes of `state` the first time they are met, by calls that decode
-        and keep nothing: so that decoding each shape once (a server's
-        warm-up) compiles all that decoding batches of it needs."""
+    def _compile_rounds(self, state, end):
+        """Compiles `advance` for the shapes of `state` and of every smaller
+        power of two rows, and the gathers that take rows out, the first
+        time a batch of these shapes decodes, by calls that decode and keep
+        nothing: so that decoding each batch shape once (a server's
+        warm-up) compiles all that its rounds need."""
         shapes = tuple(tuple(x.shape) for x in keras.tree.flatten(state))
         if shapes in self.shapes:
             return
@@ -213,13 +222,16 @@ class ShrinkingGreedyDecoder(CompiledDecoder):
         self.advance(state, _int32(1), _int32(1), end)
         rows = 1
         while rows < len(state["ended"]):
-            _take_rows(state, np.zeros(rows, "int32"))
+            fewer = _take_rows(state, np.zeros(rows, "int32"))
+            self.advance(fewer, _int32(1), _int32(1), end)
             rows *= 2
 
     def _round_end(self, index: int, rows: int, max_length: int) -> int:
         """Where a round from `index` stops: after `ROUND_STEPS` steps, or
-        at the end for a single row, which has nothing to drop."""
-        return max_length if rows == 1 else min(index + self.ROUND_STEPS, max_length)
+        at the end for fewer than `MIN_ROUND_ROWS` rows."""
+        if rows < self.MIN_ROUND_ROWS:
+            return max_length
+        return min(index + self.ROUND_STEPS, max_length)
 
     def _begin(self, encoder_inputs, prompt, stop, end_token_id):
         """Encodes the sources and decodes up to `stop`: the state `advance`
@@ -227,11 +239,12 @@ class ShrinkingGreedyDecoder(CompiledDecoder):
         cache = self._initial_cache(encoder_inputs, ops.shape(prompt)[1])
         ended = ops.zeros((ops.shape(prompt)[0],), "bool")  # (batch,)
         state = {**cache, "prompt": prompt, "ended": ended}
-        return self._advance(state, ops.convert_to_tensor(1, "int32"), stop, end_token_id)
+        return self._advance(state, 1, stop, end_token_id)
 
     def _advance(self, state, index, stop, end_token_id):
         """Decodes the tokens from `index` to `stop` (excluded), or until
         every row has ended; a row that has ended gets 0."""
+        index, stop = (ops.convert_to_tensor(i, "int32") for i in (index, stop))
 
         def going(state, index):
             return ops.logical_and(index < stop, ops.logical_not(ops.all(state["ended"])))
@@ -276,8 +289,10 @@ def _jax_take_rows():
     return jax.jit(lambda state, rows: jax.tree.map(lambda x: x[rows], state))
 
 
-def _int32(value: int):
-    return ops.convert_to_tensor(value, "int32")
+def _int32(value: int) -> np.ndarray:
+    """`value` as a compiled function's int32 scalar argument (a NumPy one:
+    converting it to a backend tensor first costs more than the call)."""
+    return np.asarray(value, "int32")
 
 
 class TorchTracedStep:

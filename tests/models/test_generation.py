@@ -90,6 +90,7 @@ def record_round_rows(model, monkeypatch):
 
 def test_greedy_drops_ended_rows_and_decodes_each_as_alone(trained_reverser, sources, monkeypatch):
     monkeypatch.setattr(ShrinkingGreedyDecoder, "ROUND_STEPS", 2)
+    monkeypatch.setattr(ShrinkingGreedyDecoder, "MIN_ROUND_ROWS", 2)
     rows = record_round_rows(trained_reverser, monkeypatch)
     batched = generate(trained_reverser, sources)  # sources of 4 to 10 tokens
     assert rows == sorted(rows, reverse=True) and rows[-1] < len(sources)
@@ -99,7 +100,8 @@ def test_greedy_drops_ended_rows_and_decodes_each_as_alone(trained_reverser, sou
         assert (output[len(alone) :] == 0).all()
 
 
-def test_greedy_of_rows_that_never_end_fills_every_step():
+def test_greedy_of_rows_that_never_end_fills_every_step(monkeypatch):
+    monkeypatch.setattr(ShrinkingGreedyDecoder, "MIN_ROUND_ROWS", 2)  # rounds of 8 steps
     keras.utils.set_random_seed(2)
     model = Transformer(
         12, 12, num_layers=1, d_model=8, num_heads=2, ff_dim=16, tie_output_embedding=False
