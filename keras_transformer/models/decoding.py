@@ -8,8 +8,10 @@ one token's work instead of re-running the decoder on the whole prefix.
 """
 
 import collections
+import contextlib
 import functools
 import itertools
+import logging
 import warnings
 from collections.abc import Callable, Hashable
 
@@ -219,12 +221,14 @@ class ShrinkingGreedyDecoder(CompiledDecoder):
         if shapes in self.shapes:
             return
         self.shapes.add(shapes)
-        self.advance(state, _int32(1), _int32(1), end)
-        rows = 1
-        while rows < len(state["ended"]):
-            fewer = _take_rows(state, np.zeros(rows, "int32"))
-            self.advance(fewer, _int32(1), _int32(1), end)
-            rows *= 2
+        # One trace per shape, as intended: TensorFlow would warn of retracing.
+        with _logger_level("tensorflow", logging.ERROR):
+            self.advance(state, _int32(1), _int32(1), end)
+            rows = 1
+            while rows < len(state["ended"]):
+                fewer = _take_rows(state, np.zeros(rows, "int32"))
+                self.advance(fewer, _int32(1), _int32(1), end)
+                rows *= 2
 
     def _round_end(self, index: int, rows: int, max_length: int) -> int:
         """Where a round from `index` stops: after `ROUND_STEPS` steps, or
@@ -287,6 +291,18 @@ def _jax_take_rows():
     import jax
 
     return jax.jit(lambda state, rows: jax.tree.map(lambda x: x[rows], state))
+
+
+@contextlib.contextmanager
+def _logger_level(name: str, level: int):
+    """The Python logger `name` at `level` or above inside the block."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(max(level, previous))
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _int32(value: int) -> np.ndarray:
