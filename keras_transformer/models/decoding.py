@@ -169,10 +169,10 @@ class ShrinkingGreedyDecoder(CompiledDecoder):
     `MIN_ROUND_ROWS`, to their end in one call. A smaller batch decodes as
     `CompiledDecoder` does, in one call of keras-nlp's greedy loop: each
     round costs a call of a compiled function, which small batches do not
-    win back. A power of two keeps the
-    compiled shapes few: at most `log2(batch) + 1` row counts per input
-    shape. Greedy decoding treats each row on its own, so a row's output
-    does not depend on the rows it is batched with.
+    win back. A power of two keeps the compiled shapes few: at most
+    `log2(batch) + 1` row counts per input shape. Greedy decoding treats
+    each row on its own, so a row's output does not depend on the rows it
+    is batched with.
 
     Made by `Transformer.generate` for a greedy sampler (`sampler="greedy"`
     or a `keras_nlp.samplers.GreedySampler`); other samplers decode every
